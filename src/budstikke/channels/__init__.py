@@ -1,0 +1,1 @@
+"""Providers that take messages from budstikke: the file outbox, SMTP and SMPP."""
