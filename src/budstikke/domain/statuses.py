@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     SMS = "sms"
     EMAIL = "email"
 
@@ -17,12 +17,12 @@ class Priority(IntEnum):
     REGULAR = 1
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     INSTANT = "Instant"
     NOTIFICATION = "Notification"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     # Regular order stored, not yet due.
     REGISTERED = "Order_Registered"
     # Regular order being expanded into notifications.
@@ -46,7 +46,7 @@ _FINAL_ORDER_STATUSES = frozenset(
 )
 
 
-class NotificationStatus(str, Enum):
+class NotificationStatus(StrEnum):
     # Stored and queued; nothing was handed to the provider yet.
     SMS_NEW = "SMS_New"
     # Claimed by a dispatcher that is handing it off now.
@@ -124,7 +124,10 @@ DELIVERED_STATUS = {
     Channel.SMS: NotificationStatus.SMS_DELIVERED,
     Channel.EMAIL: NotificationStatus.EMAIL_DELIVERED,
 }
-FAILED_STATUS = {Channel.SMS: NotificationStatus.SMS_FAILED, Channel.EMAIL: NotificationStatus.EMAIL_FAILED}
+FAILED_STATUS = {
+    Channel.SMS: NotificationStatus.SMS_FAILED,
+    Channel.EMAIL: NotificationStatus.EMAIL_FAILED,
+}
 FAILED_TTL_STATUS = {
     Channel.SMS: NotificationStatus.SMS_FAILED_TTL,
     Channel.EMAIL: NotificationStatus.EMAIL_FAILED_TTL,

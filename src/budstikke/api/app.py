@@ -1,0 +1,165 @@
+"""The application factory: routes, error handlers, and the services' lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError as FastApiValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from budstikke import __version__
+from budstikke.api import orders, shipments
+from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
+from budstikke.api.body import BodyTooLarge, UnsupportedContentType
+from budstikke.api.jwks import JwksVerifier
+from budstikke.api.problems import database_unavailable, problem, validation_problem
+from budstikke.api.services import Services
+from budstikke.channels.base import Provider
+from budstikke.channels.registry import build_email_provider, build_sms_provider
+from budstikke.config import Settings
+from budstikke.dispatch.dispatcher import Dispatcher
+from budstikke.dispatch.instant import InstantOrders
+from budstikke.domain.request_fields import RequestValidationError
+from budstikke.domain.statuses import Channel
+from budstikke.errors import DatabaseUnavailableError
+from budstikke.store.database import Database
+from budstikke.store.migrate import upgrade_to_head
+from budstikke.store.notifications import NotificationStore
+
+logger = logging.getLogger(__name__)
+
+
+def build_providers(settings: Settings) -> dict[Channel, Provider]:
+    return {
+        Channel.SMS: build_sms_provider(settings.resolved_sms_url),
+        Channel.EMAIL: build_email_provider(settings.resolved_email_url),
+    }
+
+
+def create_app(
+    settings: Settings,
+    *,
+    run_workers: bool = True,
+    providers: Mapping[Channel, Provider] | None = None,
+) -> FastAPI:
+    """Build the app; its lifespan migrates the database and runs the dispatcher."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await start_services(settings, run_workers=run_workers, providers=providers)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await stop_services(services)
+
+    app = FastAPI(
+        title="budstikke",
+        version=__version__,
+        description="Instant SMS and email notifications with Altinn Notifications' "
+        "instant-order API.",
+        lifespan=lifespan,
+    )
+    app.include_router(orders.router)
+    app.include_router(shipments.router)
+    install_error_handlers(app)
+    return app
+
+
+async def start_services(
+    settings: Settings, *, run_workers: bool, providers: Mapping[Channel, Provider] | None
+) -> Services:
+    database = Database(settings.resolved_database_url)
+    await upgrade_to_head(database)
+    jwks = None
+    if settings.jwks_url:
+        jwks = JwksVerifier(
+            settings.jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        await jwks.load()
+    dispatcher = Dispatcher(
+        NotificationStore(database),
+        providers if providers is not None else build_providers(settings),
+        handoff_timeout_s=settings.handoff_timeout_s,
+        lease_s=settings.lease_s,
+        poll_interval_s=settings.worker_poll_interval_s,
+        concurrency=settings.worker_concurrency,
+    )
+    await dispatcher.start_providers()
+    if run_workers:
+        dispatcher.start_worker()
+    return Services(
+        settings=settings,
+        database=database,
+        authenticator=Authenticator(database, jwks),
+        instant_orders=InstantOrders(
+            database,
+            dispatcher,
+            default_sms_sender=settings.default_sms_sender,
+            default_email_sender=settings.default_email_sender,
+        ),
+        dispatcher=dispatcher,
+    )
+
+
+async def stop_services(services: Services) -> None:
+    if services.dispatcher is not None:
+        await services.dispatcher.stop()
+    await services.database.dispose()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid_request(_request: Request, error: RequestValidationError) -> Response:
+        return validation_problem(error.errors)
+
+    @app.exception_handler(FastApiValidationError)
+    async def on_invalid_parameters(_request: Request, error: FastApiValidationError) -> Response:
+        errors: dict[str, list[str]] = {}
+        for item in error.errors():
+            path = ".".join(str(part) for part in item.get("loc", ())[1:]) or "$"
+            errors.setdefault(path, []).append(str(item.get("msg", "invalid value")))
+        return validation_problem(errors)
+
+    @app.exception_handler(AuthenticationFailed)
+    async def on_unauthenticated(_request: Request, error: AuthenticationFailed) -> Response:
+        return problem(401, "Unauthorized", str(error), headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(AccessDenied)
+    async def on_forbidden(_request: Request, error: AccessDenied) -> Response:
+        return problem(403, "Forbidden", str(error))
+
+    @app.exception_handler(BodyTooLarge)
+    async def on_too_large(_request: Request, error: BodyTooLarge) -> Response:
+        return problem(413, "Payload too large", str(error))
+
+    @app.exception_handler(UnsupportedContentType)
+    async def on_content_type(_request: Request, error: UnsupportedContentType) -> Response:
+        return problem(415, "Unsupported media type", str(error))
+
+    @app.exception_handler(DatabaseUnavailableError)
+    async def on_database_down(request: Request, error: DatabaseUnavailableError) -> Response:
+        logger.error(
+            "database unavailable",
+            extra={
+                "event": "database_unavailable",
+                "path": request.url.path,
+                "error": str(error)[:200],
+            },
+        )
+        return database_unavailable()
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(_request: Request, error: HTTPException) -> Response:
+        return problem(error.status_code, str(error.detail), headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, error: Exception) -> Response:
+        logger.exception(
+            "unexpected error", extra={"event": "request_crashed", "path": request.url.path}
+        )
+        return problem(500, "Internal server error", "The error was logged.")

@@ -1,0 +1,67 @@
+"""Authentication: API keys and JWT bearer tokens, giving a creator and its scopes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from budstikke.api.jwks import InvalidTokenError, JwksVerifier
+from budstikke.store.api_keys import KEY_MARKER, find_key_owner
+from budstikke.store.database import Database
+
+CREATE_SCOPE = "altinn:serviceowner/notifications.create"
+CREATOR_CLAIM = "urn:altinn:org"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    creator: str
+
+
+class AuthenticationFailed(Exception):
+    """No usable credentials: the API answers 401."""
+
+
+class AccessDenied(Exception):
+    """Valid credentials without the scope or the creator needed: the API answers 403."""
+
+
+class Authenticator:
+    def __init__(self, database: Database, jwks: JwksVerifier | None) -> None:
+        self.database = database
+        self.jwks = jwks
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """Return the caller for an Authorization header value, or raise 401/403 errors."""
+        if not authorization:
+            raise AuthenticationFailed("missing Authorization header; send 'Bearer <token>'")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
+        if token.startswith(KEY_MARKER + "_"):
+            return await self._authenticate_key(token)
+        return await self._authenticate_jwt(token)
+
+    async def _authenticate_key(self, key: str) -> Principal:
+        owner = await find_key_owner(self.database, key)
+        if owner is None:
+            raise AuthenticationFailed("unknown or revoked API key")
+        if CREATE_SCOPE not in owner.scopes:
+            raise AccessDenied(f"the API key lacks the scope {CREATE_SCOPE}")
+        return Principal(creator=owner.creator)
+
+    async def _authenticate_jwt(self, token: str) -> Principal:
+        if self.jwks is None:
+            raise AuthenticationFailed("not an API key, and JWTs are not enabled")
+        try:
+            claims = await self.jwks.verify(token)
+        except InvalidTokenError as error:
+            raise AuthenticationFailed(f"invalid token: {error}") from None
+        scope_claim = claims.get("scope") or claims.get("urn:altinn:scope") or ""
+        scopes = scope_claim.split() if isinstance(scope_claim, str) else []
+        if CREATE_SCOPE not in scopes:
+            raise AccessDenied(f"the token lacks the scope {CREATE_SCOPE}")
+        creator = claims.get(CREATOR_CLAIM)
+        if not isinstance(creator, str) or not creator.strip():
+            raise AccessDenied(f"the token names no creator (claim {CREATOR_CLAIM})")
+        return Principal(creator=creator)

@@ -1,0 +1,158 @@
+"""JSON schemas of request and response bodies, for the OpenAPI document.
+
+The routes read bodies themselves (case-insensitive names, numeric strings,
+every error listed), so these schemas document the contract and drive the
+generated docs; they are not what validates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STRING_200 = {"type": "string", "maxLength": 200}
+TTL = {"type": "integer", "minimum": 60, "maximum": 172800}
+
+SMS_RECIPIENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["phoneNumber", "timeToLiveInSeconds", "smsSettings"],
+    "properties": {
+        "phoneNumber": {"type": "string", "example": "+4799999999"},
+        "timeToLiveInSeconds": TTL,
+        "smsSettings": {
+            "type": "object",
+            "required": ["body"],
+            "properties": {
+                "sender": {"type": ["string", "null"], "maxLength": 15, "example": "Kommune"},
+                "body": {"type": "string", "example": "Your code is 482913."},
+            },
+        },
+    },
+}
+
+INSTANT_SMS_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["idempotencyId", "recipientSms"],
+    "properties": {
+        "idempotencyId": {**STRING_200, "minLength": 1},
+        "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "recipientSms": SMS_RECIPIENT,
+    },
+}
+
+INSTANT_LEGACY_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["idempotencyId", "recipient"],
+    "properties": {
+        "idempotencyId": {**STRING_200, "minLength": 1},
+        "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "recipient": {
+            "type": "object",
+            "required": ["recipientSms"],
+            "properties": {"recipientSms": SMS_RECIPIENT},
+        },
+    },
+}
+
+INSTANT_EMAIL_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["idempotencyId", "recipientEmail"],
+    "properties": {
+        "idempotencyId": {**STRING_200, "minLength": 1},
+        "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "recipientEmail": {
+            "type": "object",
+            "required": ["emailAddress", "emailSettings"],
+            "properties": {
+                "emailAddress": {"type": "string", "example": "ola.nordmann@example.com"},
+                "timeToLiveInSeconds": TTL,
+                "emailSettings": {
+                    "type": "object",
+                    "required": ["subject", "body"],
+                    "properties": {
+                        "senderEmailAddress": {"type": ["string", "null"]},
+                        "subject": {"type": "string", "maxLength": 998},
+                        "body": {"type": "string"},
+                        "contentType": {"type": "string", "enum": ["Plain", "Html"]},
+                    },
+                },
+            },
+        },
+    },
+}
+
+ORDER_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "notificationOrderId": {"type": "string", "format": "uuid"},
+        "notification": {
+            "type": "object",
+            "properties": {
+                "shipmentId": {"type": "string", "format": "uuid"},
+                "sendersReference": {"type": "string"},
+            },
+        },
+    },
+}
+
+RECIPIENT_STATUS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": ["SMS", "Email"]},
+        "destination": {"type": "string"},
+        "status": {"type": "string"},
+        "lastUpdate": {"type": "string", "format": "date-time"},
+    },
+}
+
+SHIPMENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "shipmentId": {"type": "string", "format": "uuid"},
+        "sendersReference": {"type": "string"},
+        "type": {"type": "string", "enum": ["Instant", "Notification"]},
+        "status": {"type": "string"},
+        "lastUpdate": {"type": "string", "format": "date-time"},
+        "recipients": {"type": "array", "items": RECIPIENT_STATUS},
+    },
+}
+
+PROBLEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def json_response(
+    description: str, schema: dict[str, Any], media: str = "application/json"
+) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    return json_response(description, PROBLEM, "application/problem+json")
+
+
+ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: json_response("Order stored and handed off (or queued for a retry).", ORDER_RESPONSE),
+    200: json_response("An order with this idempotencyId exists; its ids.", ORDER_RESPONSE),
+    400: problem_response("Invalid body; `errors` lists every invalid field."),
+    401: problem_response("No valid bearer token."),
+    403: problem_response("The token lacks the scope or names no creator."),
+    413: problem_response("The body is larger than the limit."),
+    415: problem_response("The body is not JSON."),
+    503: problem_response("The database is unavailable; nothing was stored."),
+}

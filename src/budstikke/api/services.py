@@ -1,0 +1,30 @@
+"""The objects the routes work with, built once per application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from fastapi import Request
+
+from budstikke.api.auth import Authenticator, Principal
+from budstikke.config import Settings
+from budstikke.dispatch.dispatcher import Dispatcher
+from budstikke.dispatch.instant import InstantOrders
+from budstikke.store.database import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    authenticator: Authenticator
+    instant_orders: InstantOrders
+    dispatcher: Dispatcher | None
+
+    async def authenticate(self, request: Request) -> Principal:
+        return await self.authenticator.authenticate(request.headers.get("authorization"))
+
+
+def services_of(request: Request) -> Services:
+    return cast(Services, request.app.state.services)

@@ -1,0 +1,227 @@
+"""The `budstikke` command: serve, migrate, manage API keys, run the test SMSC."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from textwrap import wrap
+from typing import Any, TypeVar
+
+import click
+
+from budstikke.config import ENV_PREFIX, Settings, load_settings
+from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
+from budstikke.logs import configure_logging
+
+T = TypeVar("T")
+DEFAULT_SCOPE = "altinn:serviceowner/notifications.create"
+
+
+def describe_settings() -> str:
+    """List every BUDSTIKKE_* variable with its meaning and default, for --help."""
+    # A paragraph that starts with \b keeps its line breaks in click's help.
+    lines = ["\b", "Environment variables:"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if default in ("", None) else f" [default: {default}]"
+        lines.append(f"  {ENV_PREFIX}{name.upper()}{shown}")
+        lines.extend(f"      {line}" for line in wrap(field.description or "", 74))
+    return "\n".join(lines)
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigurationError as error:
+        click.echo(f"budstikke: configuration error: {error}", err=True)
+        sys.exit(2)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning known errors into one line on stderr and exit status 1."""
+    try:
+        return asyncio.run(coroutine)
+    except ConfigurationError as error:
+        click.echo(f"budstikke: configuration error: {error}", err=True)
+        sys.exit(2)
+    except DatabaseUnavailableError as error:
+        click.echo(f"budstikke: database unavailable: {error}", err=True)
+        sys.exit(1)
+    except BudstikkeError as error:
+        click.echo(f"budstikke: {error}", err=True)
+        sys.exit(1)
+
+
+@click.group(epilog=describe_settings(), context_settings={"max_content_width": 100})
+@click.version_option(package_name="budstikke")
+def main() -> None:
+    """budstikke: instant SMS and email notifications for OTP and alerts."""
+
+
+@main.command(epilog=describe_settings())
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="BUDSTIKKE_HOST",
+    show_envvar=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="BUDSTIKKE_PORT",
+    show_envvar=True,
+    help="TCP port to listen on.",
+)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API and the dispatch workers in one process.
+
+    Applies database migrations at start. SIGINT or SIGTERM stops it: running
+    hand-offs get a few seconds to finish, and anything unfinished stays queued.
+    """
+    import uvicorn
+
+    from budstikke.api.app import build_providers, create_app
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        # Build the providers once here so a bad provider URL stops start-up
+        # with one line, before the server binds its port.
+        providers = build_providers(settings)
+    except ConfigurationError as error:
+        click.echo(f"budstikke: configuration error: {error}", err=True)
+        sys.exit(2)
+    app = create_app(settings, providers=providers)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=15,
+        timeout_keep_alive=30,
+        limit_concurrency=2048,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except (ConfigurationError, DatabaseUnavailableError) as error:
+        click.echo(f"budstikke: {error}", err=True)
+        sys.exit(1)
+    if not server.started:
+        sys.exit(1)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations that have not run yet."""
+    from budstikke.store.database import Database
+    from budstikke.store.migrate import pending_revisions, upgrade_to_head
+
+    settings = settings_or_exit()
+
+    async def apply() -> list[str]:
+        database = Database(settings.resolved_database_url)
+        try:
+            pending = await pending_revisions(database)
+            await upgrade_to_head(database)
+            return pending
+        finally:
+            await database.dispose()
+
+    applied = run_async(apply())
+    click.echo(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+
+
+@main.group()
+def apikey() -> None:
+    """Create, list and revoke API keys."""
+
+
+def with_database(action: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    from budstikke.store.database import Database
+    from budstikke.store.migrate import upgrade_to_head
+
+    settings = settings_or_exit()
+
+    async def run() -> T:
+        database = Database(settings.resolved_database_url)
+        try:
+            await upgrade_to_head(database)
+            return await action(database, *args)
+        finally:
+            await database.dispose()
+
+    return run_async(run())
+
+
+@apikey.command("create")
+@click.option("--creator", required=True, help="Organisation the key belongs to, e.g. ttd.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    default=[DEFAULT_SCOPE],
+    show_default=True,
+    help="Scope the key carries; repeat for several.",
+)
+def apikey_create(creator: str, scopes: tuple[str, ...]) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    from budstikke.store.api_keys import create_api_key
+
+    creator = creator.strip()
+    if not creator or len(creator) > 100 or any(c.isspace() for c in creator):
+        raise click.BadParameter(
+            "must be 1 to 100 characters without spaces", param_hint="--creator"
+        )
+    record, key = with_database(
+        lambda database: create_api_key(
+            database, creator=creator, scopes=tuple(scopes), now=datetime.now(UTC)
+        )
+    )
+    click.echo(f"id:      {record.id}", err=True)
+    click.echo(f"creator: {record.creator}", err=True)
+    click.echo("The key is shown only now; store it safely:", err=True)
+    click.echo(key)
+
+
+@apikey.command("list")
+def apikey_list() -> None:
+    """List API keys by id, creator and public prefix."""
+    from budstikke.store.api_keys import list_api_keys
+
+    records = with_database(list_api_keys)
+    click.echo(f"{'ID':36}  {'CREATOR':12}  {'PREFIX':12}  {'CREATED':20}  STATE")
+    for record in records:
+        state = "revoked" if record.revoked_at else "active"
+        created = record.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(
+            f"{record.id!s:36}  {record.creator:12}  {record.prefix:12}  {created:20}  {state}"
+        )
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke the API key with id KEY_ID; it stops working at once."""
+    from budstikke.store.api_keys import revoke_api_key
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        raise click.BadParameter(
+            f"{key_id!r} is not a key id (a UUID from `budstikke apikey list`)", param_hint="KEY_ID"
+        ) from None
+    revoked = with_database(lambda database: revoke_api_key(database, parsed, datetime.now(UTC)))
+    if not revoked:
+        click.echo(f"budstikke: no active API key with id {key_id}", err=True)
+        sys.exit(1)
+    click.echo(f"revoked {key_id}")

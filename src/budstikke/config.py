@@ -1,0 +1,146 @@
+"""Settings from BUDSTIKKE_* environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from budstikke.errors import ConfigurationError
+
+ENV_PREFIX = "BUDSTIKKE_"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the field name upper-cased after BUDSTIKKE_ is its variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default=Path("./budstikke-data"),
+        description="Folder for the SQLite database, the file outboxes and generated keys.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the database; default: SQLite file budstikke.db in the "
+        "data folder. postgresql://user@host/db uses asyncpg.",
+    )
+    sms_url: str = Field(
+        default="",
+        description="SMS provider: file:PATH (default: outbox/sms.jsonl in the data folder) or "
+        "smpp://system_id:password@host:port (smpps:// for TLS).",
+    )
+    email_url: str = Field(
+        default="",
+        description="Email provider: file:PATH (default: outbox/email.jsonl in the data folder) or "
+        "smtp://user:password@host:port?tls=starttls|implicit|none.",
+    )
+    default_sms_sender: str = Field(
+        default="budstikke",
+        description="Sender id of SMS orders that name none: up to 11 GSM characters, or a number.",
+    )
+    default_email_sender: str = Field(
+        default="noreply@example.com",
+        description="From address of email orders that name none.",
+    )
+    handoff_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Seconds an instant order waits for its hand-off before the API answers; "
+        "a hand-off still running then is finished in the background.",
+    )
+    sms_max_segments: int = Field(
+        default=16, ge=1, le=255, description="Maximum SMS segments per message (1 to 255)."
+    )
+    worker_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between the worker's scans for due, retried and expired work.",
+    )
+    worker_concurrency: int = Field(
+        default=32, ge=1, le=1000, description="Hand-offs one worker process runs at once."
+    )
+    lease_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="Seconds a claimed notification stays leased to its worker; a worker that "
+        "dies loses its claims after this.",
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024 + 64 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes (default 1 MB + 64 KB).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level of log lines written to standard error."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log line format: text for people, json for collectors."
+    )
+    jwks_url: str = Field(
+        default="",
+        description="JSON Web Key Set that signs accepted JWTs: file:PATH or https://...; "
+        "empty: only API keys are accepted.",
+    )
+    jwt_issuer: str = Field(default="", description="Required `iss` of JWTs; empty: not checked.")
+    jwt_audience: str = Field(default="", description="Required `aud` of JWTs; empty: not checked.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'budstikke.db'}"
+
+    @property
+    def resolved_sms_url(self) -> str:
+        return self.sms_url or f"file:{self.data_dir / 'outbox' / 'sms.jsonl'}"
+
+    @property
+    def resolved_email_url(self) -> str:
+        return self.email_url or f"file:{self.data_dir / 'outbox' / 'email.jsonl'}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the async driver for a plain database URL (postgresql:// -> postgresql+asyncpg://)."""
+    for plain, with_driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return with_driver + url[len(plain) :]
+    return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, raising ConfigurationError naming the variable."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        variable = ENV_PREFIX + field.upper()
+        raise ConfigurationError(variable, f"{first['msg']}; got {first.get('input')!r}") from None
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    """Check the settings that depend on each other or on other modules' rules."""
+    url = settings.resolved_database_url
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigurationError(
+            "BUDSTIKKE_DATABASE_URL",
+            f"unsupported database {url.split(':', 1)[0]!r}; use sqlite:///PATH or "
+            "postgresql://user@host:port/database",
+        )

@@ -1,0 +1,1 @@
+"""Moving notifications to providers: instant hand-off, workers, retries and expiry."""

@@ -1,0 +1,306 @@
+"""The dispatcher: hands notifications to providers at once, and runs the worker loop.
+
+Instant orders call `hand_off_new` right after their commit. The worker loop
+claims whatever is due (retries, hand-offs that missed the API deadline, work
+left over by a dead process), instant work first, and ends expired work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from budstikke.channels.base import DeliveryReport, Provider, ReportSink
+from budstikke.dispatch.messages import build_message
+from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
+from budstikke.domain.recipients import mask_recipient
+from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel
+from budstikke.errors import DatabaseUnavailableError, HandOffError
+from budstikke.store.notifications import NotificationStore, PartReference
+from budstikke.store.records import ClaimedNotification
+
+logger = logging.getLogger(__name__)
+
+# How long `stop` waits for running hand-offs; the rest stay leased and are
+# claimed again when their lease ends.
+STOP_GRACE_S = 10.0
+# Pause of the worker loop after a database error, doubled up to the maximum.
+DATABASE_RETRY_S = 0.5
+DATABASE_RETRY_MAX_S = 15.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: NotificationStore,
+        providers: Mapping[Channel, Provider],
+        *,
+        handoff_timeout_s: float,
+        lease_s: float,
+        poll_interval_s: float,
+        concurrency: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.providers = dict(providers)
+        self.handoff_timeout_s = handoff_timeout_s
+        self.lease_s = lease_s
+        self.poll_interval_s = poll_interval_s
+        self.concurrency = concurrency
+        self.clock = clock
+        self.worker_id = make_worker_id()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start_providers(self) -> None:
+        for provider in self.providers.values():
+            await provider.start(self._report_sink_for(provider))
+
+    def start_worker(self) -> None:
+        """Start the worker loop in the background."""
+        self._loop_task = asyncio.create_task(self._run_worker(), name="budstikke-worker")
+        logger.info(
+            "worker started", extra={"event": "worker_started", "worker_id": self.worker_id}
+        )
+
+    async def stop(self) -> None:
+        """Stop claiming, let running hand-offs finish for a while, then stop the providers."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._in_flight:
+            _done, pending = await asyncio.wait(set(self._in_flight), timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning(
+                    "hand-offs still running at stop; their notifications stay leased",
+                    extra={"event": "stop_left_leased", "count": len(pending)},
+                )
+        for provider in self.providers.values():
+            await provider.stop()
+        logger.info(
+            "worker stopped", extra={"event": "worker_stopped", "worker_id": self.worker_id}
+        )
+
+    async def hand_off_new(self, notification_id: UUID) -> None:
+        """Hand a just-stored notification to its provider, waiting at most the hand-off timeout.
+
+        The hand-off goes on in the background when the timeout ends first;
+        it records its own result, and a worker finishes the notification if
+        this process dies meanwhile.
+        """
+        task = self._spawn(self._claim_and_hand_off(notification_id))
+        await asyncio.wait({task}, timeout=self.handoff_timeout_s)
+
+    def wake(self) -> None:
+        """Make the worker loop scan for due work now."""
+        self._wake.set()
+
+    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)  # type: ignore[arg-type]
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
+    async def _claim_and_hand_off(self, notification_id: UUID) -> None:
+        now = self.clock()
+        claimed = await self.store.claim(
+            notification_id,
+            worker_id=self.worker_id,
+            now=now,
+            lease_until=now + timedelta(seconds=self.lease_s),
+        )
+        if claimed is not None:
+            await self._hand_off(claimed)
+
+    async def _run_worker(self) -> None:
+        database_pause_s = DATABASE_RETRY_S
+        while not self._stopping:
+            try:
+                claimed_all_slots = await self._run_worker_pass()
+                database_pause_s = DATABASE_RETRY_S
+            except DatabaseUnavailableError as error:
+                logger.warning(
+                    "database unavailable; worker pauses",
+                    extra={
+                        "event": "worker_database_unavailable",
+                        "error": str(error)[:200],
+                        "pause_s": database_pause_s,
+                    },
+                )
+                await asyncio.sleep(database_pause_s)
+                database_pause_s = min(database_pause_s * 2, DATABASE_RETRY_MAX_S)
+                continue
+            if claimed_all_slots:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+
+    async def _run_worker_pass(self) -> bool:
+        """Expire overdue work and claim due work; returns whether every free slot got work."""
+        now = self.clock()
+        expired = await self.store.expire_overdue(now)
+        for notification_id in expired:
+            logger.info(
+                "notification expired",
+                extra={"event": "notification_expired", "notification_id": str(notification_id)},
+            )
+        free_slots = self.concurrency - len(self._in_flight)
+        if free_slots <= 0:
+            return False
+        claimed = await self.store.claim_due(
+            worker_id=self.worker_id,
+            now=now,
+            lease_until=now + timedelta(seconds=self.lease_s),
+            limit=free_slots,
+        )
+        for item in claimed:
+            self._spawn(self._hand_off(item))
+        return len(claimed) == free_slots
+
+    async def _hand_off(self, claimed: ClaimedNotification) -> None:
+        provider = self.providers[claimed.channel]
+        started = time.perf_counter()
+        log_context: dict[str, object] = {
+            "notification_id": str(claimed.id),
+            "order_id": str(claimed.order_id),
+            "creator": claimed.creator,
+            "channel": claimed.channel.value,
+            "recipient": mask_recipient(claimed.channel, claimed.recipient),
+            "attempt": claimed.attempts,
+        }
+        try:
+            receipt = await provider.hand_off(build_message(claimed))
+        except HandOffError as error:
+            await self._handle_failure(claimed, error, log_context)
+            return
+        except Exception as error:  # a provider bug must not lose the notification
+            logger.exception(
+                "provider raised an unexpected error",
+                extra={"event": "hand_off_crashed", **log_context},
+            )
+            await self._handle_failure(
+                claimed, HandOffError(f"unexpected {type(error).__name__}"), log_context
+            )
+            return
+        parts = [
+            PartReference(provider_ref=ref, keys=provider.reference_keys(ref))
+            for ref in receipt.provider_refs
+        ]
+        recorded = await self.store.record_hand_off(
+            claimed, status=receipt.status, parts=parts, now=self.clock()
+        )
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        if recorded:
+            logger.info(
+                "hand-off accepted",
+                extra={
+                    "event": "hand_off_accepted",
+                    "status": receipt.status.value,
+                    "latency_ms": latency_ms,
+                    "parts": len(parts),
+                    **log_context,
+                },
+            )
+        else:
+            logger.warning(
+                "hand-off accepted after the lease was lost; another worker owns it now",
+                extra={"event": "hand_off_lease_lost", **log_context},
+            )
+
+    async def _handle_failure(
+        self, claimed: ClaimedNotification, error: HandOffError, log_context: dict[str, object]
+    ) -> None:
+        now = self.clock()
+        decision = decide_retry(
+            error, attempts=claimed.attempts, now=now, expires_at=claimed.expires_at
+        )
+        if isinstance(decision, GiveUp):
+            await self.store.fail(claimed, status=decision.status, error=error.reason, now=now)
+            logger.error(
+                "hand-off failed permanently",
+                extra={
+                    "event": "hand_off_failed",
+                    "status": decision.status.value,
+                    "reason": error.reason,
+                    **log_context,
+                },
+            )
+            return
+        assert isinstance(decision, RetryAt)
+        await self.store.reschedule(
+            claimed,
+            due_at=decision.when,
+            error=error.reason,
+            outcome_unknown=error.outcome_unknown,
+            now=now,
+        )
+        if decision.when >= claimed.expires_at:
+            logger.warning(
+                "hand-off failed; no retry fits before the TTL ends",
+                extra={
+                    "event": "hand_off_retry_too_late",
+                    "reason": error.reason,
+                    "final_status": FAILED_TTL_STATUS[claimed.channel].value,
+                    **log_context,
+                },
+            )
+        else:
+            logger.warning(
+                "hand-off failed; will retry",
+                extra={
+                    "event": "hand_off_retry",
+                    "reason": error.reason,
+                    "retry_in_s": round((decision.when - now).total_seconds(), 2),
+                    "outcome_unknown": error.outcome_unknown,
+                    **log_context,
+                },
+            )
+
+    def _report_sink_for(self, provider: Provider) -> ReportSink:
+        async def apply(report: DeliveryReport) -> None:
+            keys = provider.reference_keys(report.provider_ref)
+            try:
+                notification_id = await self.store.apply_report(
+                    keys, status=report.status, error_code=report.error_code, now=self.clock()
+                )
+            except DatabaseUnavailableError as error:
+                # NOTE: a report lost here is not asked for again; the notification
+                # then ends *_Failed_TTL at its report deadline.
+                logger.error(
+                    "delivery report not stored: database unavailable",
+                    extra={"event": "report_lost", "error": str(error)[:200]},
+                )
+                return
+            logger.info(
+                "delivery report applied" if notification_id else "delivery report kept unmatched",
+                extra={
+                    "event": "report_applied" if notification_id else "report_unmatched",
+                    "notification_id": str(notification_id) if notification_id else None,
+                    "report_status": report.status.value if report.status else None,
+                },
+            )
+
+        return apply

@@ -1,0 +1,1 @@
+"""Database access: tables, migrations, and one module of queries per aggregate."""

@@ -1,0 +1,111 @@
+"""Engines and transactions for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from budstikke.errors import DatabaseUnavailableError
+
+# How long SQLite waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class Database:
+    """The engines of one database: `write()` for transactions that change rows, `read()` else.
+
+    On SQLite every write transaction starts with BEGIN IMMEDIATE through a
+    single pooled connection, so writers queue in the process instead of
+    failing with "database is locked" when a read transaction tries to
+    upgrade; readers use their own pool and see the last commit (WAL mode).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            ensure_sqlite_folder(url)
+            self._write_engine = create_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
+            self._read_engine = create_sqlite_engine(url, begin="BEGIN", pool_size=4)
+        else:
+            engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self._write_engine = engine
+            self._read_engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._write_engine
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """Open a transaction that commits on success and rolls back on any error."""
+        async with translate_connection_errors(), self._write_engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with translate_connection_errors(), self._read_engine.connect() as connection:
+            yield connection
+
+    async def dispose(self) -> None:
+        await self._write_engine.dispose()
+        if self._read_engine is not self._write_engine:
+            await self._read_engine.dispose()
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def configure_connection(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event, not the sqlite3 module, open transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode keeps the database consistent after a crash; a power
+        # loss can lose the last commits, which FULL would keep at the cost of an
+        # fsync per commit.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def begin_transaction(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+@asynccontextmanager
+async def translate_connection_errors() -> AsyncIterator[None]:
+    """Turn driver errors that mean "no usable database" into DatabaseUnavailableError."""
+    try:
+        yield
+    except OperationalError as error:
+        raise DatabaseUnavailableError(str(error.orig)) from error
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise DatabaseUnavailableError(str(error.orig)) from error
+        raise
+    except (OSError, ConnectionError) as error:
+        raise DatabaseUnavailableError(str(error)) from error

@@ -1,0 +1,497 @@
+"""Queries that move notifications: claim, record hand-offs, retry, expire, apply reports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import and_, case, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from budstikke.domain.statuses import (
+    DELIVERED_STATUS,
+    HANDED_OFF_STATUS,
+    NEW_STATUS,
+    SENDING_STATUS,
+    Channel,
+    NotificationStatus,
+    Priority,
+)
+from budstikke.store.database import Database
+from budstikke.store.feed import complete_order_if_final
+from budstikke.store.records import ClaimedNotification
+from budstikke.store.tables import (
+    notifications,
+    provider_parts,
+    provider_ref_keys,
+    unmatched_reports,
+)
+
+logger = logging.getLogger(__name__)
+
+NEW_STATUSES = [status.value for status in NEW_STATUS.values()]
+SENDING_STATUSES = [status.value for status in SENDING_STATUS.values()]
+HANDED_OFF_STATUSES = [status.value for status in HANDED_OFF_STATUS.values()]
+
+CLAIMED_COLUMNS = (
+    notifications.c.id,
+    notifications.c.order_id,
+    notifications.c.creator,
+    notifications.c.channel,
+    notifications.c.priority,
+    notifications.c.recipient,
+    notifications.c.sender,
+    notifications.c.subject,
+    notifications.c.body,
+    notifications.c.content_type,
+    notifications.c.created_at,
+    notifications.c.expires_at,
+    notifications.c.attempts,
+    notifications.c.lease_owner,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PartReference:
+    """A provider's message id for one part, with the keys a report may use for it."""
+
+    provider_ref: str
+    keys: tuple[str, ...]
+
+
+def sending_status_for_channel() -> ColumnElement[str]:
+    return case(
+        (notifications.c.channel == Channel.SMS.value, NotificationStatus.SMS_SENDING.value),
+        else_=NotificationStatus.EMAIL_SENDING.value,
+    )
+
+
+def to_claimed(row: object) -> ClaimedNotification:
+    return ClaimedNotification(
+        id=row.id,  # type: ignore[attr-defined]
+        order_id=row.order_id,  # type: ignore[attr-defined]
+        creator=row.creator,  # type: ignore[attr-defined]
+        channel=Channel(row.channel),  # type: ignore[attr-defined]
+        priority=Priority(row.priority),  # type: ignore[attr-defined]
+        recipient=row.recipient,  # type: ignore[attr-defined]
+        sender=row.sender,  # type: ignore[attr-defined]
+        subject=row.subject,  # type: ignore[attr-defined]
+        body=row.body or "",  # type: ignore[attr-defined]
+        content_type=row.content_type,  # type: ignore[attr-defined]
+        created_at=row.created_at,  # type: ignore[attr-defined]
+        expires_at=row.expires_at,  # type: ignore[attr-defined]
+        attempts=row.attempts,  # type: ignore[attr-defined]
+        lease_owner=row.lease_owner,  # type: ignore[attr-defined]
+    )
+
+
+class NotificationStore:
+    """Every write that moves a notification between statuses.
+
+    Each transition is a conditional UPDATE on the expected status (and, for
+    a claimed notification, on the worker's lease), so two processes can
+    never both move the same notification.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def claim(
+        self, notification_id: UUID, *, worker_id: str, now: datetime, lease_until: datetime
+    ) -> ClaimedNotification | None:
+        """Lease one new notification for an immediate hand-off, if it is still new and live."""
+        async with self.database.write() as connection:
+            row = (
+                await connection.execute(
+                    update(notifications)
+                    .where(
+                        notifications.c.id == notification_id,
+                        notifications.c.status.in_(NEW_STATUSES),
+                        notifications.c.expires_at > now,
+                    )
+                    .values(
+                        status=sending_status_for_channel(),
+                        lease_owner=worker_id,
+                        lease_expires_at=lease_until,
+                        attempts=notifications.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(*CLAIMED_COLUMNS)
+                )
+            ).first()
+        return None if row is None else to_claimed(row)
+
+    async def claim_due(
+        self, *, worker_id: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedNotification]:
+        """Lease up to `limit` due notifications, instant before regular, oldest due first.
+
+        Due means new with `due_at` passed, or sending under a lease that
+        expired (its worker died): the latter is a possible duplicate, which
+        `outcome_unknown_count` records.
+        """
+        due = or_(
+            and_(notifications.c.status.in_(NEW_STATUSES), notifications.c.due_at <= now),
+            and_(
+                notifications.c.status.in_(SENDING_STATUSES),
+                notifications.c.lease_expires_at < now,
+            ),
+        )
+        candidates = (
+            select(notifications.c.id)
+            .where(due, notifications.c.expires_at > now)
+            .order_by(notifications.c.priority, notifications.c.due_at)
+            .limit(limit)
+        )
+        if not self.database.is_sqlite:
+            candidates = candidates.with_for_update(skip_locked=True)
+        was_sending = notifications.c.status.in_(SENDING_STATUSES)
+        async with self.database.write() as connection:
+            rows = (
+                await connection.execute(
+                    update(notifications)
+                    .where(notifications.c.id.in_(candidates.scalar_subquery()), due)
+                    .values(
+                        status=sending_status_for_channel(),
+                        lease_owner=worker_id,
+                        lease_expires_at=lease_until,
+                        attempts=notifications.c.attempts + 1,
+                        outcome_unknown_count=notifications.c.outcome_unknown_count
+                        + case((was_sending, 1), else_=0),
+                        updated_at=now,
+                    )
+                    .returning(*CLAIMED_COLUMNS)
+                )
+            ).all()
+        claimed = [to_claimed(row) for row in rows]
+        claimed.sort(key=lambda item: (item.priority, item.created_at))
+        return claimed
+
+    async def record_hand_off(
+        self,
+        claimed: ClaimedNotification,
+        *,
+        status: NotificationStatus,
+        parts: Sequence[PartReference],
+        now: datetime,
+    ) -> bool:
+        """Store the provider's acceptance; returns False if the lease was lost meanwhile."""
+        async with self.database.write() as connection:
+            moved = await self._move_leased(connection, claimed, status, now, part_count=len(parts))
+            if not moved:
+                return False
+            await self._insert_parts(connection, claimed.id, parts)
+            if parts:
+                await self._apply_unmatched_reports(connection, claimed.id, parts, now)
+            if status.is_final:
+                await complete_order_if_final(connection, claimed.order_id, now)
+        return True
+
+    async def reschedule(
+        self,
+        claimed: ClaimedNotification,
+        *,
+        due_at: datetime,
+        error: str,
+        outcome_unknown: bool,
+        now: datetime,
+    ) -> bool:
+        """Put a notification back in the queue after a transient failure."""
+        async with self.database.write() as connection:
+            result = await connection.execute(
+                update(notifications)
+                .where(
+                    notifications.c.id == claimed.id,
+                    notifications.c.lease_owner == claimed.lease_owner,
+                    notifications.c.status.in_(SENDING_STATUSES),
+                )
+                .values(
+                    status=NEW_STATUS[claimed.channel].value,
+                    due_at=due_at,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error=error[:500],
+                    outcome_unknown_count=notifications.c.outcome_unknown_count
+                    + (1 if outcome_unknown else 0),
+                    updated_at=now,
+                )
+            )
+        return result.rowcount == 1
+
+    async def fail(
+        self,
+        claimed: ClaimedNotification,
+        *,
+        status: NotificationStatus,
+        error: str,
+        now: datetime,
+    ) -> bool:
+        """End a claimed notification with a final failure status."""
+        async with self.database.write() as connection:
+            moved = await self._move_leased(connection, claimed, status, now, error=error)
+            if moved:
+                await complete_order_if_final(connection, claimed.order_id, now)
+        return moved
+
+    async def expire_overdue(self, now: datetime) -> list[UUID]:
+        """End every notification whose TTL (or report deadline) has passed as *_Failed_TTL.
+
+        Covers three cases: never handed off before `expires_at`; claimed by a
+        worker whose lease ran out past `expires_at`; handed off but with no
+        final report by `report_deadline_at`. Returns the ids it ended.
+        """
+        overdue = or_(
+            and_(
+                notifications.c.status.in_(NEW_STATUSES),
+                notifications.c.expires_at <= now,
+            ),
+            and_(
+                notifications.c.status.in_(SENDING_STATUSES),
+                notifications.c.expires_at <= now,
+                notifications.c.lease_expires_at < now,
+            ),
+            and_(
+                notifications.c.status.in_(HANDED_OFF_STATUSES),
+                notifications.c.report_deadline_at <= now,
+            ),
+        )
+        async with self.database.write() as connection:
+            rows = (
+                await connection.execute(
+                    update(notifications)
+                    .where(overdue)
+                    .values(
+                        status=case(
+                            (
+                                notifications.c.channel == Channel.SMS.value,
+                                NotificationStatus.SMS_FAILED_TTL.value,
+                            ),
+                            else_=NotificationStatus.EMAIL_FAILED_TTL.value,
+                        ),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                    .returning(notifications.c.id, notifications.c.order_id)
+                )
+            ).all()
+            for order_id in {row.order_id for row in rows}:
+                await complete_order_if_final(connection, order_id, now)
+        return [row.id for row in rows]
+
+    async def apply_report(
+        self,
+        keys: Sequence[str],
+        *,
+        status: NotificationStatus | None,
+        error_code: str | None,
+        now: datetime,
+    ) -> UUID | None:
+        """Apply a delivery report to the part it names; keep it for later if none matches.
+
+        Returns the notification id the report matched, or None when it was
+        kept as unmatched. A report never changes a part or notification that
+        is already final.
+        """
+        async with self.database.write() as connection:
+            part = (
+                await connection.execute(
+                    select(provider_ref_keys.c.notification_id, provider_ref_keys.c.part_index)
+                    .where(provider_ref_keys.c.ref_key.in_(list(keys)))
+                    .limit(1)
+                )
+            ).first()
+            if part is None:
+                await connection.execute(
+                    insert(unmatched_reports),
+                    [
+                        {
+                            "ref_key": key,
+                            "status": None if status is None else status.value,
+                            "error_code": error_code,
+                            "received_at": now,
+                        }
+                        for key in keys
+                    ],
+                )
+                return None
+            await self._apply_part_status(
+                connection, part.notification_id, part.part_index, status, error_code, now
+            )
+            return part.notification_id  # type: ignore[no-any-return]
+
+    async def _move_leased(
+        self,
+        connection: AsyncConnection,
+        claimed: ClaimedNotification,
+        status: NotificationStatus,
+        now: datetime,
+        *,
+        part_count: int | None = None,
+        error: str | None = None,
+    ) -> bool:
+        values: dict[str, object] = {
+            "status": status.value,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if part_count is not None:
+            values["part_count"] = part_count
+        if error is not None:
+            values["last_error"] = error[:500]
+        result = await connection.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == claimed.id,
+                notifications.c.lease_owner == claimed.lease_owner,
+                notifications.c.status.in_(SENDING_STATUSES),
+            )
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    async def _insert_parts(
+        self, connection: AsyncConnection, notification_id: UUID, parts: Sequence[PartReference]
+    ) -> None:
+        if not parts:
+            return
+        await connection.execute(
+            insert(provider_parts),
+            [
+                {
+                    "notification_id": notification_id,
+                    "part_index": index,
+                    "provider_ref": part.provider_ref,
+                    "status": None,
+                }
+                for index, part in enumerate(parts)
+            ],
+        )
+        key_rows = {
+            (key, index)
+            for index, part in enumerate(parts)
+            for key in (part.keys or (part.provider_ref,))
+        }
+        await connection.execute(
+            insert(provider_ref_keys),
+            [
+                {"ref_key": key, "notification_id": notification_id, "part_index": index}
+                for key, index in sorted(key_rows)
+            ],
+        )
+
+    async def _apply_unmatched_reports(
+        self,
+        connection: AsyncConnection,
+        notification_id: UUID,
+        parts: Sequence[PartReference],
+        now: datetime,
+    ) -> None:
+        for index, part in enumerate(parts):
+            keys = list(part.keys or (part.provider_ref,))
+            reports = (
+                await connection.execute(
+                    delete(unmatched_reports)
+                    .where(unmatched_reports.c.ref_key.in_(keys))
+                    .returning(
+                        unmatched_reports.c.id,
+                        unmatched_reports.c.status,
+                        unmatched_reports.c.error_code,
+                    )
+                )
+            ).all()
+            for report in sorted(reports, key=lambda row: row.id):
+                status = None if report.status is None else NotificationStatus(report.status)
+                await self._apply_part_status(
+                    connection, notification_id, index, status, report.error_code, now
+                )
+
+    async def _apply_part_status(
+        self,
+        connection: AsyncConnection,
+        notification_id: UUID,
+        part_index: int,
+        status: NotificationStatus | None,
+        error_code: str | None,
+        now: datetime,
+    ) -> None:
+        if status is None:
+            return
+        await connection.execute(
+            update(provider_parts)
+            .where(
+                provider_parts.c.notification_id == notification_id,
+                provider_parts.c.part_index == part_index,
+                provider_parts.c.status.is_(None),
+            )
+            .values(status=status.value, error_code=error_code)
+        )
+        notification = (
+            await connection.execute(
+                select(
+                    notifications.c.status,
+                    notifications.c.channel,
+                    notifications.c.order_id,
+                    notifications.c.part_count,
+                ).where(notifications.c.id == notification_id)
+            )
+        ).one()
+        if NotificationStatus(notification.status).is_final:
+            logger.info(
+                "delivery report after final status ignored",
+                extra={
+                    "event": "late_report_ignored",
+                    "notification_id": str(notification_id),
+                    "report_status": status.value,
+                    "status": notification.status,
+                },
+            )
+            return
+        part_statuses = (
+            await connection.execute(
+                select(provider_parts.c.status, provider_parts.c.error_code)
+                .where(provider_parts.c.notification_id == notification_id)
+                .order_by(provider_parts.c.part_index)
+            )
+        ).all()
+        outcome = combine_part_statuses(
+            Channel(notification.channel),
+            [
+                None if row.status is None else NotificationStatus(row.status)
+                for row in part_statuses
+            ],
+        )
+        if outcome is None:
+            return
+        codes = [row.error_code for row in part_statuses if row.error_code]
+        await connection.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == notification_id,
+                notifications.c.status.in_(HANDED_OFF_STATUSES),
+            )
+            .values(status=outcome.value, error_code=codes[0] if codes else None, updated_at=now)
+        )
+        await complete_order_if_final(connection, notification.order_id, now)
+
+
+def combine_part_statuses(
+    channel: Channel, part_statuses: Sequence[NotificationStatus | None]
+) -> NotificationStatus | None:
+    """Return the notification's final status once every part has one, else None.
+
+    A message is delivered only when every part is; otherwise the first
+    failed part's status stands for the message.
+    """
+    if not part_statuses or any(status is None for status in part_statuses):
+        return None
+    delivered = DELIVERED_STATUS[channel]
+    for status in part_statuses:
+        if status is not delivered:
+            return status
+    return delivered

@@ -1,0 +1,144 @@
+"""The SQLAlchemy table definitions; Alembic migrations must produce exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from budstikke.store.types import UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only makes INTEGER PRIMARY KEY an auto-increment alias of the rowid.
+SequenceInteger = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("creator", String(100), nullable=False),
+    # The public part of the key, shown in listings and used to find the row.
+    Column("prefix", String(16), nullable=False, unique=True),
+    # SHA-256 of the whole key; the key itself is never stored.
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),  # space separated
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("shipment_id", Uuid, nullable=False, unique=True),
+    Column("creator", String(100), nullable=False),
+    Column("idempotency_id", String(200), nullable=False),
+    Column("senders_reference", String(200), nullable=True),
+    Column("order_type", String(20), nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # The unique constraint settles concurrent requests with the same key.
+    UniqueConstraint("creator", "idempotency_id"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("creator", String(100), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("body", Text, nullable=True),
+    Column("content_type", String(8), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # After this the message must not be handed off (created + TTL).
+    Column("expires_at", UtcDateTime, nullable=False),
+    # A handed-off message with no final report by this time ends *_Failed_TTL.
+    Column("report_deadline_at", UtcDateTime, nullable=False),
+    # Earliest time of the next hand-off attempt while the status is *_New.
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome_unknown_count", Integer, nullable=False, default=0),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("part_count", Integer, nullable=False, default=0),
+    Column("last_error", String(500), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Index(None, "status", "priority", "due_at"),
+    Index(None, "order_id"),
+)
+
+# One row per message id the provider gave for a part of a notification.
+provider_parts = Table(
+    "provider_parts",
+    metadata,
+    Column(
+        "notification_id",
+        Uuid,
+        ForeignKey("notifications.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("part_index", Integer, primary_key=True),
+    Column("provider_ref", String(100), nullable=False),
+    Column("status", String(40), nullable=True),
+    Column("error_code", String(32), nullable=True),
+)
+
+# The normalised forms of each part's message id; a receipt matches any of them.
+provider_ref_keys = Table(
+    "provider_ref_keys",
+    metadata,
+    Column("ref_key", String(100), primary_key=True),
+    Column("notification_id", Uuid, primary_key=True),
+    Column("part_index", Integer, primary_key=True),
+)
+
+# Delivery reports whose message id is not known yet: a receipt can arrive
+# before the submit response that carries the id is recorded.
+unmatched_reports = Table(
+    "unmatched_reports",
+    metadata,
+    Column("id", SequenceInteger, primary_key=True, autoincrement=True),
+    Column("ref_key", String(100), nullable=False, index=True),
+    Column("status", String(40), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+# The status feed: one entry per order that reached a final status.
+feed_entries = Table(
+    "feed_entries",
+    metadata,
+    Column("seq", SequenceInteger, primary_key=True, autoincrement=True),
+    Column("creator", String(100), nullable=False),
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("entry", Text, nullable=False),  # the JSON entry as the feed serves it
+    Index(None, "creator", "seq"),
+)

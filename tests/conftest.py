@@ -1,0 +1,99 @@
+"""Shared fixtures: settings in a temporary folder, a running app, API keys and JWTs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+
+from budstikke.api.app import create_app
+from budstikke.config import Settings
+from budstikke.store.api_keys import create_api_key
+from budstikke.store.database import Database
+
+CREATE_SCOPE = "altinn:serviceowner/notifications.create"
+API = "/notifications/api/v1/future"
+
+
+@dataclass
+class JwtIssuer:
+    """Mints RS256 tokens with a key that the app's JWKS file lists."""
+
+    private_key: rsa.RSAPrivateKey
+    kid: str
+
+    def token(self, claims: dict[str, Any], *, expires_in_s: int = 300) -> str:
+        payload = {"exp": int(time.time()) + expires_in_s, **claims}
+        return jwt.encode(payload, self.private_key, algorithm="RS256", headers={"kid": self.kid})
+
+
+@pytest.fixture(scope="session")
+def jwt_issuer() -> JwtIssuer:
+    return JwtIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), "test-key")
+
+
+def write_jwks(path: Path, issuer: JwtIssuer) -> None:
+    public = jwt.algorithms.RSAAlgorithm.to_jwk(issuer.private_key.public_key(), as_dict=True)
+    public.update({"kid": issuer.kid, "use": "sig", "alg": "RS256"})
+    path.write_text(json.dumps({"keys": [public]}))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, jwt_issuer: JwtIssuer) -> Settings:
+    jwks_path = tmp_path / "jwks.json"
+    write_jwks(jwks_path, jwt_issuer)
+    return Settings(
+        data_dir=tmp_path / "data",
+        jwks_url=f"file:{jwks_path}",
+        default_sms_sender="Budstikke",
+        default_email_sender="noreply@budstikke.example.com",
+    )
+
+
+@dataclass
+class RunningApp:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+    database: Database
+    api_key: str  # creator ttd with the create scope
+
+    async def new_key(self, creator: str, scopes: tuple[str, ...] = (CREATE_SCOPE,)) -> str:
+        _record, key = await create_api_key(
+            self.database, creator=creator, scopes=scopes, now=datetime.now(UTC)
+        )
+        return key
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+    def outbox_lines(self, channel: str) -> list[dict[str, Any]]:
+        path = self.settings.data_dir / "outbox" / f"{channel}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+async def running_app(settings: Settings) -> AsyncIterator[RunningApp]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        _record, key = await create_api_key(
+            services.database, creator="ttd", scopes=(CREATE_SCOPE,), now=datetime.now(UTC)
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://budstikke.test"
+        ) as client:
+            yield RunningApp(app, client, settings, services.database, key)
