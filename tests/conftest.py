@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -20,6 +24,7 @@ from budstikke.api.app import create_app
 from budstikke.config import Settings
 from budstikke.store.api_keys import create_api_key
 from budstikke.store.database import Database
+from budstikke.store.migrate import upgrade_to_head
 
 CREATE_SCOPE = "altinn:serviceowner/notifications.create"
 API = "/notifications/api/v1/future"
@@ -97,3 +102,55 @@ async def running_app(settings: Settings) -> AsyncIterator[RunningApp]:
             transport=transport, base_url="http://budstikke.test"
         ) as client:
             yield RunningApp(app, client, settings, services.database, key)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BUDSTIKKE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+async def postgres_answers() -> bool:
+    try:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=2)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """Create an empty PostgreSQL database for one test and drop it afterwards."""
+    name = f"budstikke_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+        await upgrade_to_head(database)
+        yield database
+        await database.dispose()
+        return
+    if not await postgres_answers():
+        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL}")
+    async with fresh_postgres_database() as url:
+        database = Database(url)
+        await upgrade_to_head(database)
+        yield database
+        await database.dispose()
