@@ -1,0 +1,90 @@
+"""Spacing of submit_sm on one bind: a configured rate, slowed down by throttling answers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Final
+
+# Once throttled, submits on the bind are at least this far apart even
+# without a configured rate, and the spacing doubles on each further throttle.
+THROTTLED_MIN_INTERVAL_S: Final = 0.01
+THROTTLED_MAX_INTERVAL_S: Final = 1.0
+
+# Each accepted submit shortens a throttled spacing by this factor, so the bind
+# returns to its configured rate after some tens of accepted messages.
+RECOVERY_FACTOR: Final = 0.9
+
+
+class Pacer:
+    """Decides when the next submit_sm on a bind may go out.
+
+    `max_rate` is in messages per second (None: no limit). A throttling answer
+    (ESME_RTHROTTLED, ESME_RMSGQFUL) pauses the bind for `pause_s`, which
+    doubles up to `max_pause_s` while throttling continues, and doubles the
+    spacing between submits; accepted submits undo both step by step.
+    """
+
+    def __init__(
+        self,
+        max_rate: float | None,
+        *,
+        pause_s: float = 0.5,
+        max_pause_s: float = 8.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._base_interval_s = 1.0 / max_rate if max_rate else 0.0
+        self._interval_s = self._base_interval_s
+        self._initial_pause_s = pause_s
+        self._pause_s = pause_s
+        self._max_pause_s = max_pause_s
+        self._clock = clock
+        self._next_send_at = 0.0
+        self._paused_until = 0.0
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval_s
+
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
+    def delay_s(self) -> float:
+        """Return how long the next submit has to wait from now."""
+        now = self._clock()
+        return max(0.0, self._next_send_at - now, self._paused_until - now)
+
+    async def wait(self, cancel_event: asyncio.Event | None = None) -> None:
+        """Wait for the next send slot and take it; return early when `cancel_event` is set."""
+        while True:
+            delay = self.delay_s()
+            if delay <= 0:
+                self._next_send_at = self._clock() + self._interval_s
+                return
+            if cancel_event is None:
+                await asyncio.sleep(delay)
+                continue
+            try:
+                async with asyncio.timeout(delay):
+                    await cancel_event.wait()
+            except TimeoutError:
+                continue
+            return
+
+    def on_throttled(self) -> float:
+        """Slow the bind down after a throttling answer and return the pause in seconds."""
+        pause_s = self._pause_s
+        self._paused_until = max(self._paused_until, self._clock() + pause_s)
+        self._pause_s = min(self._pause_s * 2, self._max_pause_s)
+        ceiling = max(THROTTLED_MAX_INTERVAL_S, self._base_interval_s)
+        self._interval_s = min(max(self._interval_s * 2, THROTTLED_MIN_INTERVAL_S), ceiling)
+        return pause_s
+
+    def on_accepted(self) -> None:
+        self._pause_s = self._initial_pause_s
+        if self._interval_s > self._base_interval_s:
+            self._interval_s = max(self._base_interval_s, self._interval_s * RECOVERY_FACTOR)
+            if self._interval_s < THROTTLED_MIN_INTERVAL_S:
+                self._interval_s = self._base_interval_s

@@ -1,0 +1,272 @@
+"""Delivery receipts: reading deliver_sm and data_sm receipts and matching message ids.
+
+A receipt carries the SMSC message id and a state in the receipted_message_id
+and message_state TLVs (SMPP 3.4 5.3.2.12 and 5.3.2.35), in the text of
+short_message (the de-facto format of SMPP 3.4 appendix B:
+`id:IIIIIIIIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm
+stat:DDDDDDD err:E text:...`), or in both. The TLVs win when present. The text
+is parsed tolerantly: fields may be missing, dates may have 10 or 12 digits,
+and the keys match in any letter case.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from budstikke.channels.base import DeliveryReport
+from budstikke.channels.smpp.errors import PduError
+from budstikke.channels.smpp.pdu import DataSm, DeliverSm
+from budstikke.channels.smpp.tlv import (
+    RECEIPTED_MESSAGE_ID_MAX_LENGTH,
+    TlvTag,
+    find_tlv,
+    read_cstring_value,
+)
+from budstikke.domain.statuses import NotificationStatus
+
+logger = logging.getLogger(__name__)
+
+# esm_class bits 2-5 give the message type of a deliver_sm (SMPP 3.4 5.2.12).
+ESM_CLASS_TYPE_MASK: Final = 0x3C
+ESM_CLASS_SMSC_DELIVERY_RECEIPT: Final = 0x04
+ESM_CLASS_INTERMEDIATE_NOTIFICATION: Final = 0x20
+
+# data_coding 8 is UCS-2; receipts are otherwise ASCII text.
+_DATA_CODING_UCS2: Final = 8
+
+_KEY_PATTERN: Final = re.compile(
+    r"(?<![A-Za-z])(id|sub|dlvrd|submit date|done date|stat|err|text)\s*:", re.IGNORECASE
+)
+
+# Final states map to a status; ACCEPTD and ENROUTE are not final (None).
+_STAT_STATUSES: Final[dict[str, NotificationStatus | None]] = {
+    "DELIVRD": NotificationStatus.SMS_DELIVERED,
+    "EXPIRED": NotificationStatus.SMS_FAILED_EXPIRED,
+    "DELETED": NotificationStatus.SMS_FAILED_DELETED,
+    "UNDELIV": NotificationStatus.SMS_FAILED_UNDELIVERED,
+    "REJECTD": NotificationStatus.SMS_FAILED_REJECTED,
+    "UNKNOWN": NotificationStatus.SMS_FAILED,
+    "ACCEPTD": None,
+    "ENROUTE": None,
+}
+
+# Some SMSCs spell the states out; these are the same states as above.
+_STAT_ALIASES: Final[dict[str, str]] = {
+    "DELIVERED": "DELIVRD",
+    "UNDELIVERABLE": "UNDELIV",
+    "REJECTED": "REJECTD",
+    "ACCEPTED": "ACCEPTD",
+}
+
+# message_state TLV values (SMPP 3.4 5.2.28) as receipt stat words.
+MESSAGE_STATES: Final[dict[int, str]] = {
+    1: "ENROUTE",
+    2: "DELIVRD",
+    3: "EXPIRED",
+    4: "DELETED",
+    5: "UNDELIV",
+    6: "ACCEPTD",
+    7: "UNKNOWN",
+    8: "REJECTD",
+}
+STAT_TO_MESSAGE_STATE: Final[dict[str, int]] = {
+    stat: state for state, stat in MESSAGE_STATES.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptText:
+    """The fields of a receipt text; a field the SMSC left out is None."""
+
+    message_id: str | None = None
+    submitted: int | None = None
+    delivered: int | None = None
+    submit_date: datetime | None = None
+    done_date: datetime | None = None
+    stat: str | None = None
+    error_code: str | None = None
+    text: str | None = None
+
+
+def parse_receipt_text(text: str) -> ReceiptText:
+    """Parse receipt text; never raises, and unreadable fields come back as None."""
+    matches = list(_KEY_PATTERN.finditer(text))
+    raw: dict[str, str] = {}
+    for index, match in enumerate(matches):
+        key = match.group(1).lower()
+        if key == "text":
+            value = text[match.end() :]
+        else:
+            end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+            value = text[match.end() : end].strip()
+        raw.setdefault(key, value)
+        if key == "text":
+            break
+    return ReceiptText(
+        message_id=raw.get("id") or None,
+        submitted=_parse_count(raw.get("sub")),
+        delivered=_parse_count(raw.get("dlvrd")),
+        submit_date=parse_receipt_date(raw.get("submit date")),
+        done_date=parse_receipt_date(raw.get("done date")),
+        stat=(raw.get("stat") or "").upper() or None,
+        error_code=raw.get("err") or None,
+        text=raw.get("text"),
+    )
+
+
+def _parse_count(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+def parse_receipt_date(value: str | None) -> datetime | None:
+    """Parse YYMMDDhhmm or YYMMDDhhmmss as UTC; return None for anything else.
+
+    NOTE: receipt dates carry no zone. Most SMSCs write UTC, but some write
+    their local time, which this reads as UTC.
+    """
+    if value is None or not value.isdigit() or len(value) not in (10, 12):
+        return None
+    seconds = int(value[10:12]) if len(value) == 12 else 0
+    try:
+        return datetime(
+            2000 + int(value[0:2]),
+            int(value[2:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[8:10]),
+            seconds,
+            tzinfo=UTC,
+        )
+    except ValueError:
+        return None
+
+
+def status_for_stat(stat: str) -> NotificationStatus | None:
+    """Map a receipt stat word to a status; None for a state that is not final.
+
+    Raises KeyError for a stat word SMPP does not define.
+    """
+    word = stat.strip().upper()
+    return _STAT_STATUSES[_STAT_ALIASES.get(word, word)]
+
+
+def is_receipt(esm_class: int) -> bool:
+    return (esm_class & ESM_CLASS_TYPE_MASK) in (
+        ESM_CLASS_SMSC_DELIVERY_RECEIPT,
+        ESM_CLASS_INTERMEDIATE_NOTIFICATION,
+    )
+
+
+def report_from_pdu(pdu: DeliverSm | DataSm) -> DeliveryReport | None:
+    """Build the delivery report a receipt PDU carries.
+
+    Returns None when the PDU is no receipt or names no message id; the
+    caller still answers it. A receipt with an unknown stat word gives a
+    report with status None (not final), and a warning is logged.
+    """
+    if not is_receipt(pdu.esm_class):
+        return None
+    text = _receipt_text(pdu)
+    message_id = _receipted_message_id(pdu) or (text.message_id or "").strip()
+    if not message_id:
+        logger.warning(
+            "delivery receipt without a message id ignored",
+            extra={"event": "receipt_without_id", "sequence_number": pdu.sequence_number},
+        )
+        return None
+    stat = _message_state_stat(pdu) or text.stat
+    status: NotificationStatus | None = None
+    if stat is not None:
+        try:
+            status = status_for_stat(stat)
+        except KeyError:
+            logger.warning(
+                "delivery receipt with an unknown state kept as not final",
+                extra={"event": "receipt_unknown_state", "stat": stat, "message_id": message_id},
+            )
+    return DeliveryReport(
+        provider_ref=message_id,
+        status=status,
+        error_code=text.error_code or _network_error_code(pdu),
+        done_at=text.done_date,
+    )
+
+
+def _receipt_text(pdu: DeliverSm | DataSm) -> ReceiptText:
+    payload = pdu.short_message if isinstance(pdu, DeliverSm) else b""
+    if not payload:
+        tlv = find_tlv(pdu.tlvs, TlvTag.MESSAGE_PAYLOAD)
+        payload = tlv.value if tlv is not None else b""
+    if pdu.data_coding == _DATA_CODING_UCS2:
+        decoded = payload.decode("utf-16-be", errors="replace")
+    else:
+        decoded = payload.decode("latin-1")
+    return parse_receipt_text(decoded)
+
+
+def _receipted_message_id(pdu: DeliverSm | DataSm) -> str | None:
+    tlv = find_tlv(pdu.tlvs, TlvTag.RECEIPTED_MESSAGE_ID)
+    if tlv is None:
+        return None
+    try:
+        return read_cstring_value(tlv, RECEIPTED_MESSAGE_ID_MAX_LENGTH).strip() or None
+    except PduError:
+        return None
+
+
+def _message_state_stat(pdu: DeliverSm | DataSm) -> str | None:
+    tlv = find_tlv(pdu.tlvs, TlvTag.MESSAGE_STATE)
+    if tlv is None or len(tlv.value) != 1:
+        return None
+    return MESSAGE_STATES.get(tlv.value[0], f"STATE_{tlv.value[0]}")
+
+
+def _network_error_code(pdu: DeliverSm | DataSm) -> str | None:
+    """Format the network_error_code TLV as network type and error code: 3 octets in hex."""
+    tlv = find_tlv(pdu.tlvs, TlvTag.NETWORK_ERROR_CODE)
+    if tlv is None or len(tlv.value) != 3:
+        return None
+    return tlv.value.hex().upper()
+
+
+# Message id matching.
+
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def reference_keys(message_id: str, *, case_sensitive: bool = False) -> tuple[str, ...]:
+    """Return the lookup keys of an SMSC message id, most specific first.
+
+    SMSCs write the same id differently in submit_sm_resp and in receipts:
+    with or without leading zeros (`00A1B2C3` and `A1B2C3`), in another letter
+    case, or in decimal (`10597059`) where the response had hexadecimal. Two
+    ids match when their key sets share a key:
+
+    - `id:` + the trimmed id (case-folded unless `case_sensitive`);
+    - `num:` + the value read as hexadecimal, when the id is all hex digits;
+    - `num:` + the value read as decimal and written in hexadecimal, when the
+      id is all decimal digits.
+
+    A string of decimal digits is valid in both bases, so two different
+    decimal ids can share a `num:` key (`10` read as hex and `16` read as
+    decimal). Look a key up in order and stop at the first key that finds a
+    message: the exact `id:` key then wins over a cross-base match.
+    With `case_sensitive` only the `id:` key is returned.
+    """
+    trimmed = message_id.strip()
+    if case_sensitive:
+        return (f"id:{trimmed}",)
+    keys = [f"id:{trimmed.casefold()}"]
+    if trimmed and set(trimmed) <= _HEX_DIGITS:
+        keys.append(f"num:{int(trimmed, 16):x}")
+        if trimmed.isdigit():
+            decimal_key = f"num:{int(trimmed, 10):x}"
+            if decimal_key not in keys:
+                keys.append(decimal_key)
+    return tuple(keys)
