@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from budstikke import __version__
-from budstikke.api import orders, shipments
+from budstikke.api import orders, shipments, whoami
 from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
 from budstikke.api.body import BodyTooLarge, UnsupportedContentType
 from budstikke.api.jwks import JwksVerifier
@@ -66,6 +66,7 @@ def create_app(
     )
     app.include_router(orders.router)
     app.include_router(shipments.router)
+    app.include_router(whoami.router)
     install_error_handlers(app)
     return app
 
