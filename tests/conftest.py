@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from budstikke.config import Settings
 from budstikke.store.api_keys import create_api_key
 from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
+
+pytest_plugins = ["tests.channels.smtp_server"]
 
 CREATE_SCOPE = "altinn:serviceowner/notifications.create"
 API = "/notifications/api/v1/future"
@@ -154,3 +157,48 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await upgrade_to_head(database)
         yield database
         await database.dispose()
+
+
+class FakeClock:
+    """A clock that only moves when a test moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0) -> None:
+    """Poll an async condition until it holds; fail the test when the timeout passes."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def run_app(settings: Settings, **options: Any) -> AsyncIterator[RunningApp]:
+    """Start an app with custom options (providers, clock) and a ttd API key."""
+    app = create_app(settings, **options)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        _record, key = await create_api_key(
+            services.database, creator="ttd", scopes=(CREATE_SCOPE,), now=datetime.now(UTC)
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://budstikke.test"
+        ) as client:
+            yield RunningApp(app, client, settings, services.database, key)
+
+
+async def shipment_status(app: RunningApp, shipment_id: str) -> tuple[str, str]:
+    """Return the order status and the first recipient's status of a shipment."""
+    response = await app.client.get(f"{API}/shipment/{shipment_id}", headers=app.headers())
+    body = response.json()
+    return body["status"], body["recipients"][0]["status"]

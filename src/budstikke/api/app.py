@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError as FastApiValidationError
@@ -21,7 +22,7 @@ from budstikke.api.services import Services
 from budstikke.channels.base import Provider
 from budstikke.channels.registry import build_email_provider, build_sms_provider
 from budstikke.config import Settings
-from budstikke.dispatch.dispatcher import Dispatcher
+from budstikke.dispatch.dispatcher import Dispatcher, utc_now
 from budstikke.dispatch.instant import InstantOrders
 from budstikke.domain.request_fields import RequestValidationError
 from budstikke.domain.statuses import Channel
@@ -45,12 +46,15 @@ def create_app(
     *,
     run_workers: bool = True,
     providers: Mapping[Channel, Provider] | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the app; its lifespan migrates the database and runs the dispatcher."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await start_services(settings, run_workers=run_workers, providers=providers)
+        services = await start_services(
+            settings, run_workers=run_workers, providers=providers, clock=clock
+        )
         app.state.services = services
         try:
             yield
@@ -72,7 +76,11 @@ def create_app(
 
 
 async def start_services(
-    settings: Settings, *, run_workers: bool, providers: Mapping[Channel, Provider] | None
+    settings: Settings,
+    *,
+    run_workers: bool,
+    providers: Mapping[Channel, Provider] | None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> Services:
     database = Database(settings.resolved_database_url)
     await upgrade_to_head(database)
@@ -89,6 +97,7 @@ async def start_services(
         lease_s=settings.lease_s,
         poll_interval_s=settings.worker_poll_interval_s,
         concurrency=settings.worker_concurrency,
+        clock=clock,
     )
     await dispatcher.start_providers()
     if run_workers:
@@ -102,6 +111,7 @@ async def start_services(
             dispatcher,
             default_sms_sender=settings.default_sms_sender,
             default_email_sender=settings.default_email_sender,
+            clock=clock,
         ),
         dispatcher=dispatcher,
     )

@@ -137,7 +137,7 @@ class Dispatcher:
         database_pause_s = DATABASE_RETRY_S
         while not self._stopping:
             try:
-                claimed_all_slots = await self._run_worker_pass()
+                claimed_all_slots = await self.run_pass()
                 database_pause_s = DATABASE_RETRY_S
             except DatabaseUnavailableError as error:
                 logger.warning(
@@ -158,8 +158,11 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 
-    async def _run_worker_pass(self) -> bool:
-        """Expire overdue work and claim due work; returns whether every free slot got work."""
+    async def run_pass(self) -> bool:
+        """Run one pass of the worker loop: end overdue work, then claim and start due work.
+
+        Returns whether every free slot got work, so the loop goes on at once.
+        """
         now = self.clock()
         expired = await self.store.expire_overdue(now)
         for notification_id in expired:
