@@ -98,6 +98,9 @@ def serve(host: str, port: int) -> None:
     except ConfigurationError as error:
         click.echo(f"budstikke: configuration error: {error}", err=True)
         sys.exit(2)
+    # The database and the JWT key set are checked here too: an error in the
+    # app's lifespan would reach uvicorn, which prints a traceback instead.
+    run_async(check_start_up(settings))
     app = create_app(settings, providers=providers)
     config = uvicorn.Config(
         app,
@@ -118,6 +121,24 @@ def serve(host: str, port: int) -> None:
         sys.exit(1)
     if not server.started:
         sys.exit(1)
+
+
+async def check_start_up(settings: Settings) -> None:
+    """Migrate the database and read the JWT key set, raising BudstikkeError on failure."""
+    from budstikke.api.jwks import JwksVerifier
+    from budstikke.store.database import Database
+    from budstikke.store.migrate import upgrade_to_head
+
+    database = Database(settings.resolved_database_url)
+    try:
+        await upgrade_to_head(database)
+    finally:
+        await database.dispose()
+    if settings.jwks_url:
+        verifier = JwksVerifier(
+            settings.jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        await verifier.load()
 
 
 @main.command()

@@ -61,6 +61,8 @@ def configure_logging(level: str, log_format: str) -> None:
     root.setLevel(level)
     # uvicorn's access log would print every request line, query strings included.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Alembic reports every migration context at INFO on each start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

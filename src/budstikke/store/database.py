@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from budstikke.errors import DatabaseUnavailableError
@@ -104,8 +104,28 @@ async def translate_connection_errors() -> AsyncIterator[None]:
     except OperationalError as error:
         raise DatabaseUnavailableError(str(error.orig)) from error
     except DBAPIError as error:
-        if error.connection_invalidated:
+        # asyncpg reports a refused login or a missing database at connect time
+        # as these; a statement error on a live connection is re-raised as is.
+        if error.connection_invalidated or is_connect_failure(error):
             raise DatabaseUnavailableError(str(error.orig)) from error
         raise
     except (OSError, ConnectionError) as error:
         raise DatabaseUnavailableError(str(error)) from error
+
+
+def is_connect_failure(error: DBAPIError) -> bool:
+    """Tell whether a driver error means no connection could be made or kept."""
+    # SQLAlchemy wraps asyncpg's exception in an adapter error; the original
+    # asyncpg class is that error's cause.
+    cause = error.orig.__cause__ if error.orig is not None else None
+    names = {type(error.orig).__name__, type(cause).__name__}
+    return bool(names & {
+        "InvalidCatalogNameError",
+        "InvalidAuthorizationSpecificationError",
+        "InvalidPasswordError",
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "TooManyConnectionsError",
+        "AdminShutdownError",
+    }) or isinstance(error, InterfaceError)

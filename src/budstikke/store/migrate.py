@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from budstikke.store.database import Database
+from budstikke.store.database import Database, translate_connection_errors
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -28,7 +28,7 @@ async def upgrade_to_head(database: Database) -> None:
     def upgrade(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), "head")
 
-    async with database.engine.connect() as connection:
+    async with translate_connection_errors(), database.engine.connect() as connection:
         await connection.run_sync(upgrade)
         await connection.commit()
 
