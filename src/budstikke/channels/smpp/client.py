@@ -133,6 +133,7 @@ class SmppProvider:
             max_rate=config.max_rate,
             throttle_pause_s=config.throttle_pause_s,
             throttle_max_pause_s=config.throttle_max_pause_s,
+            receipt_id_base=config.receipt_id_base,
         )
 
     @classmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from budstikke.channels.smpp.receipts import RECEIPT_ID_BASES
 from budstikke.errors import ConfigurationError
 
 DEFAULT_PORT: Final = 2775
@@ -58,6 +59,9 @@ class SmppConfig:
     throttle_max_pause_s: float = 8.0
     # Set for an SMSC whose message ids differ only in letter case.
     case_sensitive_ids: bool = False
+    # How receipts write message ids compared with submit_sm_resp: "same",
+    # "decimal" (receipts in decimal, responses in hex) or "hex" (the reverse).
+    receipt_id_base: str = "same"
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -75,7 +79,7 @@ class SmppConfig:
         Query parameters: binds, system_type, window, max_rate, source_ton,
         source_npi, enquire_link_s, response_timeout_s, connect_timeout_s,
         reconnect_initial_s, reconnect_max_s, bind_wait_s, throttle_pause_s,
-        throttle_max_pause_s, case_sensitive_ids. Raises ConfigurationError
+        throttle_max_pause_s, case_sensitive_ids, receipt_id_base. Raises ConfigurationError
         naming `setting` for anything invalid; the message never contains
         the password.
         """
@@ -135,7 +139,7 @@ _BOOL_VALUES: Final = {
 
 
 def _parse_query_value(setting: str, name: str, raw: str) -> object:
-    if name == "system_type":
+    if name in ("system_type", "receipt_id_base"):
         return raw
     if name == "case_sensitive_ids":
         if raw.lower() not in _BOOL_VALUES:
@@ -155,7 +159,11 @@ def _parse_query_value(setting: str, name: str, raw: str) -> object:
         if not math.isfinite(value) or value <= 0:
             raise ConfigurationError(setting, f"{name} must be greater than 0; got {raw!r}")
         return value
-    known = sorted(_INT_PARAMETERS | _FLOAT_PARAMETERS | {"system_type", "case_sensitive_ids"})
+    known = sorted(
+        _INT_PARAMETERS
+        | _FLOAT_PARAMETERS
+        | {"system_type", "case_sensitive_ids", "receipt_id_base"}
+    )
     raise ConfigurationError(
         setting, f"unknown query parameter {name!r}; known: {', '.join(known)}"
     )
@@ -192,6 +200,11 @@ def _check_config(config: SmppConfig) -> None:
         raise ValueError(f"source_npi must be one of {sorted(VALID_NPIS)}; got {config.source_npi}")
     if config.max_rate is not None and not config.max_rate > 0:
         raise ValueError(f"max_rate must be greater than 0; got {config.max_rate}")
+    if config.receipt_id_base not in RECEIPT_ID_BASES:
+        raise ValueError(
+            f"receipt_id_base must be one of {', '.join(RECEIPT_ID_BASES)}; "
+            f"got {config.receipt_id_base!r}"
+        )
     if config.reconnect_max_s < config.reconnect_initial_s:
         raise ValueError("reconnect_max_s must not be less than reconnect_initial_s")
     if config.throttle_max_pause_s < config.throttle_pause_s:

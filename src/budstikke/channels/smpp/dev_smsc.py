@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -89,7 +90,8 @@ class DevSmscOptions:
     # Include receipted_message_id and message_state TLVs in receipts.
     receipt_tlvs: bool = True
     # How the receipt writes the message id: "same", "stripped" (no leading
-    # zeros), "lower" (lower case) or "decimal" (the hex id as a decimal number).
+    # zeros), "lower" or "upper" (letter case) or "decimal" (the hex id as a
+    # decimal number).
     receipt_id_form: str = "same"
     # Send the receipt before the submit_sm_resp that carries its message id.
     receipt_before_response: bool = False
@@ -102,6 +104,12 @@ class DevSmscOptions:
     # Send enquire_link to bound ESMEs this often.
     enquire_link_s: float | None = None
     first_message_id: int = 1
+    # Makes the message id from a counter; the default writes 8 hex digits (00000001).
+    message_id_factory: Callable[[int], str] | None = None
+    # Added to every receipt, e.g. a vendor TLV the ESME does not know.
+    receipt_extra_tlvs: tuple[Tlv, ...] = ()
+    # Serve TLS (smpps) with this context.
+    ssl_context: ssl.SSLContext | None = None
     seed: int | None = None
     # Called with one readable line per PDU received or sent.
     echo: Callable[[str], None] | None = None
@@ -207,7 +215,7 @@ class DevSmsc:
     async def start(self) -> None:
         """Listen on the configured host and port; port 0 picks a free port (see `port`)."""
         self._server = await asyncio.start_server(
-            self._serve_connection, self.options.host, self.port
+            self._serve_connection, self.options.host, self.port, ssl=self.options.ssl_context
         )
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info(
@@ -253,6 +261,19 @@ class DevSmsc:
         for connection in list(self._connections.values()):
             connection.writer.transport.abort()
         await asyncio.gather(*self._connection_tasks, return_exceptions=True)
+
+    async def unbind_all(self) -> None:
+        """Send unbind on every bound connection, as an SMSC does before maintenance."""
+
+        async def unbind(connection: _Connection) -> None:
+            pdu = connection.numbered(Unbind())
+            self.sent.append(pdu)
+            self._echo(f"[{connection.connection_id}] -> {describe_pdu(pdu)}")
+            await connection.request(pdu, RECEIPT_RESPONSE_TIMEOUT_S)
+            connection.writer.close()
+
+        bound = [c for c in self._connections.values() if c.bind_type is not None]
+        await asyncio.gather(*(unbind(connection) for connection in bound))
 
     async def refuse_connections(self, duration_s: float) -> None:
         """Drop every connection and refuse new ones for `duration_s`, then listen again."""
@@ -431,7 +452,9 @@ class DevSmsc:
                 connection, SubmitSmResp(sequence_number=pdu.sequence_number, command_status=status)
             )
             return
-        message_id = f"{next(self._message_ids):08X}"
+        counter = next(self._message_ids)
+        factory = self.options.message_id_factory
+        message_id = factory(counter) if factory is not None else f"{counter:08X}"
         accepted = AcceptedMessage(
             message_id, pdu, connection.connection_id, connection.system_id, datetime.now(UTC)
         )
@@ -524,6 +547,8 @@ class DevSmsc:
             return message_id.lstrip("0") or "0"
         if form == "lower":
             return message_id.lower()
+        if form == "upper":
+            return message_id.upper()
         if form == "decimal":
             return str(int(message_id, 16))
         return message_id
@@ -572,6 +597,7 @@ class DevSmsc:
                 Tlv.cstring(TlvTag.RECEIPTED_MESSAGE_ID, receipt_id),
                 Tlv.u8(TlvTag.MESSAGE_STATE, STAT_TO_MESSAGE_STATE.get(stat, 7)),
             )
+        tlvs += self.options.receipt_extra_tlvs
         return DeliverSm(
             source_addr_ton=submit.dest_addr_ton,
             source_addr_npi=submit.dest_addr_npi,

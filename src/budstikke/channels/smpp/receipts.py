@@ -163,12 +163,15 @@ def is_receipt(esm_class: int) -> bool:
     )
 
 
-def report_from_pdu(pdu: DeliverSm | DataSm) -> DeliveryReport | None:
+def report_from_pdu(
+    pdu: DeliverSm | DataSm, *, receipt_id_base: str = "same"
+) -> DeliveryReport | None:
     """Build the delivery report a receipt PDU carries.
 
     Returns None when the PDU is no receipt or names no message id; the
     caller still answers it. A receipt with an unknown stat word gives a
-    report with status None (not final), and a warning is logged.
+    report with status None (not final), and a warning is logged. The
+    message id is converted with `normalise_receipt_id`.
     """
     if not is_receipt(pdu.esm_class):
         return None
@@ -191,7 +194,7 @@ def report_from_pdu(pdu: DeliverSm | DataSm) -> DeliveryReport | None:
                 extra={"event": "receipt_unknown_state", "stat": stat, "message_id": message_id},
             )
     return DeliveryReport(
-        provider_ref=message_id,
+        provider_ref=normalise_receipt_id(message_id, receipt_id_base),
         status=status,
         error_code=text.error_code or _network_error_code(pdu),
         done_at=text.done_date,
@@ -239,34 +242,47 @@ def _network_error_code(pdu: DeliverSm | DataSm) -> str | None:
 
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
+# How an SMSC writes the message id in receipts compared with submit_sm_resp.
+RECEIPT_ID_BASES: Final = ("same", "decimal", "hex")
+
 
 def reference_keys(message_id: str, *, case_sensitive: bool = False) -> tuple[str, ...]:
     """Return the lookup keys of an SMSC message id, most specific first.
 
-    SMSCs write the same id differently in submit_sm_resp and in receipts:
-    with or without leading zeros (`00A1B2C3` and `A1B2C3`), in another letter
-    case, or in decimal (`10597059`) where the response had hexadecimal. Two
-    ids match when their key sets share a key:
+    SMSCs write the same id with or without leading zeros (`00A1B2C3` and
+    `A1B2C3`) or in another letter case in submit_sm_resp and in receipts.
+    Two ids match when their key sets share a key:
 
-    - `id:` + the trimmed id (case-folded unless `case_sensitive`);
-    - `num:` + the value read as hexadecimal, when the id is all hex digits;
-    - `num:` + the value read as decimal and written in hexadecimal, when the
-      id is all decimal digits.
+    - `id:` + the trimmed id, case-folded unless `case_sensitive`;
+    - `hex:` + the value read as hexadecimal without leading zeros, when the
+      id is all hex digits and `case_sensitive` is off.
 
-    A string of decimal digits is valid in both bases, so two different
-    decimal ids can share a `num:` key (`10` read as hex and `16` read as
-    decimal). Look a key up in order and stop at the first key that finds a
-    message: the exact `id:` key then wins over a cross-base match.
-    With `case_sensitive` only the `id:` key is returned.
+    A receipt id written in another base (decimal for a hexadecimal
+    submit_sm_resp id) is converted by `normalise_receipt_id` before it
+    reaches the report, not matched here: a string of decimal digits reads
+    in both bases, so a key for each reading would let `10` and `16` match.
     """
     trimmed = message_id.strip()
     if case_sensitive:
         return (f"id:{trimmed}",)
     keys = [f"id:{trimmed.casefold()}"]
     if trimmed and set(trimmed) <= _HEX_DIGITS:
-        keys.append(f"num:{int(trimmed, 16):x}")
-        if trimmed.isdigit():
-            decimal_key = f"num:{int(trimmed, 10):x}"
-            if decimal_key not in keys:
-                keys.append(decimal_key)
+        keys.append(f"hex:{int(trimmed, 16):x}")
     return tuple(keys)
+
+
+def normalise_receipt_id(message_id: str, receipt_id_base: str) -> str:
+    """Write a receipt's message id in the base of the submit_sm_resp ids.
+
+    `receipt_id_base` "decimal" means the SMSC answers submit_sm with a
+    hexadecimal id and writes it in decimal in receipts (10597059 for
+    00A1B2C3), so a decimal id is converted to upper-case hexadecimal.
+    "hex" is the reverse. "same" and ids that do not fit the base are
+    returned trimmed and unchanged.
+    """
+    trimmed = message_id.strip()
+    if receipt_id_base == "decimal" and trimmed.isascii() and trimmed.isdigit():
+        return f"{int(trimmed, 10):X}"
+    if receipt_id_base == "hex" and trimmed and set(trimmed) <= _HEX_DIGITS:
+        return str(int(trimmed, 16))
+    return trimmed

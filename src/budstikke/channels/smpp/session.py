@@ -74,6 +74,7 @@ class SessionSettings:
     max_rate: float | None = None
     throttle_pause_s: float = 0.5
     throttle_max_pause_s: float = 8.0
+    receipt_id_base: str = "same"
 
 
 @dataclass(slots=True)
@@ -390,7 +391,7 @@ class SmppSession:
         async with self._receipt_slots:
             self._log_unknown_tags(pdu)
             status = CommandStatus.ESME_ROK
-            report = report_from_pdu(pdu)
+            report = report_from_pdu(pdu, receipt_id_base=self.settings.receipt_id_base)
             if report is None and not is_receipt(pdu.esm_class):
                 logger.info(
                     "mobile-originated message ignored",

@@ -1,0 +1,79 @@
+"""Spacing of submit_sm on one bind under a rate limit and throttling answers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from budstikke.channels.smpp.pacing import THROTTLED_MIN_INTERVAL_S, Pacer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_rate_means_no_delay() -> None:
+    pacer = Pacer(None, clock=FakeClock())
+
+    assert pacer.delay_s() == 0.0
+    assert pacer.interval_s == 0.0
+
+
+async def test_rate_spaces_sends() -> None:
+    clock = FakeClock()
+    pacer = Pacer(10.0, clock=clock)
+
+    await pacer.wait()
+
+    assert pacer.delay_s() == pytest.approx(0.1)
+
+
+def test_throttle_pauses_and_doubles() -> None:
+    clock = FakeClock()
+    pacer = Pacer(None, pause_s=0.5, max_pause_s=1.5, clock=clock)
+
+    assert pacer.on_throttled() == 0.5
+    assert pacer.delay_s() == 0.5
+    assert pacer.interval_s == THROTTLED_MIN_INTERVAL_S
+    assert pacer.on_throttled() == 1.0
+    assert pacer.on_throttled() == 1.5
+    assert pacer.on_throttled() == 1.5
+    assert pacer.interval_s == THROTTLED_MIN_INTERVAL_S * 8
+
+
+def test_accepted_submits_recover_rate() -> None:
+    clock = FakeClock()
+    pacer = Pacer(None, pause_s=0.5, clock=clock)
+    pacer.on_throttled()
+    pacer.on_throttled()
+
+    for _ in range(50):
+        pacer.on_accepted()
+
+    assert pacer.interval_s == 0.0
+    assert pacer.on_throttled() == 0.5
+
+
+def test_recovery_stops_at_configured_rate() -> None:
+    pacer = Pacer(2.0, clock=FakeClock())
+    pacer.on_throttled()
+
+    for _ in range(100):
+        pacer.on_accepted()
+
+    assert pacer.interval_s == 0.5
+
+
+async def test_wait_returns_when_cancel_event_set() -> None:
+    pacer = Pacer(None, pause_s=30.0)
+    pacer.on_throttled()
+    event = asyncio.Event()
+    event.set()
+
+    async with asyncio.timeout(1):
+        await pacer.wait(event)
