@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
+from budstikke.channels.base import Provider
 from budstikke.config import ENV_PREFIX, Settings, load_settings
+from budstikke.domain.statuses import Channel
 from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
 from budstikke.logs import configure_logging
 
@@ -79,7 +81,15 @@ def main() -> None:
     show_envvar=True,
     help="TCP port to listen on.",
 )
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--no-workers",
+    is_flag=True,
+    envvar="BUDSTIKKE_NO_WORKERS",
+    show_envvar=True,
+    help="Serve the API only: store orders and leave every hand-off to `budstikke worker` "
+    "processes (woken over PostgreSQL LISTEN/NOTIFY; polled on SQLite).",
+)
+def serve(host: str, port: int, no_workers: bool) -> None:
     """Run the HTTP API and the dispatch workers in one process.
 
     Applies database migrations at start. SIGINT or SIGTERM stops it: running
@@ -87,21 +97,15 @@ def serve(host: str, port: int) -> None:
     """
     import uvicorn
 
-    from budstikke.api.app import build_providers, create_app
+    from budstikke.api.app import create_app
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        # Build the providers once here so a bad provider URL stops start-up
-        # with one line, before the server binds its port.
-        providers = build_providers(settings)
-    except ConfigurationError as error:
-        click.echo(f"budstikke: configuration error: {error}", err=True)
-        sys.exit(2)
+    providers = {} if no_workers else providers_or_exit(settings)
     # The database and the JWT key set are checked here too: an error in the
     # app's lifespan would reach uvicorn, which prints a traceback instead.
     run_async(check_start_up(settings))
-    app = create_app(settings, providers=providers)
+    app = create_app(settings, providers=providers, run_workers=not no_workers)
     config = uvicorn.Config(
         app,
         host=host,
@@ -121,6 +125,33 @@ def serve(host: str, port: int) -> None:
         sys.exit(1)
     if not server.started:
         sys.exit(1)
+
+
+@main.command(epilog=describe_settings())
+def worker() -> None:
+    """Run the dispatch workers only, without the HTTP API.
+
+    Claims due notifications (instant first), hands them off, retries and
+    expires them. Run several on PostgreSQL for more throughput; SIGINT or
+    SIGTERM stops a worker cleanly.
+    """
+    from budstikke.dispatch.runner import run_worker
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    providers = providers_or_exit(settings)
+    run_async(run_worker(settings, providers))
+
+
+def providers_or_exit(settings: Settings) -> dict[Channel, Provider]:
+    """Build the providers, so that a bad provider URL stops start-up with one line."""
+    from budstikke.dispatch.runner import build_providers
+
+    try:
+        return build_providers(settings)
+    except ConfigurationError as error:
+        click.echo(f"budstikke: configuration error: {error}", err=True)
+        sys.exit(2)
 
 
 async def check_start_up(settings: Settings) -> None:

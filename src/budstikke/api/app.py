@@ -20,25 +20,17 @@ from budstikke.api.jwks import JwksVerifier
 from budstikke.api.problems import database_unavailable, problem, validation_problem
 from budstikke.api.services import Services
 from budstikke.channels.base import Provider
-from budstikke.channels.registry import build_email_provider, build_sms_provider
 from budstikke.config import Settings
-from budstikke.dispatch.dispatcher import Dispatcher, utc_now
+from budstikke.dispatch.dispatcher import utc_now
 from budstikke.dispatch.instant import InstantOrders
+from budstikke.dispatch.runner import build_dispatcher, build_providers
 from budstikke.domain.request_fields import RequestValidationError
 from budstikke.domain.statuses import Channel
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
-from budstikke.store.notifications import NotificationStore
 
 logger = logging.getLogger(__name__)
-
-
-def build_providers(settings: Settings) -> dict[Channel, Provider]:
-    return {
-        Channel.SMS: build_sms_provider(settings.resolved_sms_url),
-        Channel.EMAIL: build_email_provider(settings.resolved_email_url),
-    }
 
 
 def create_app(
@@ -90,13 +82,10 @@ async def start_services(
             settings.jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
         await jwks.load()
-    dispatcher = Dispatcher(
-        NotificationStore(database),
+    dispatcher = build_dispatcher(
+        settings,
+        database,
         providers if providers is not None else build_providers(settings),
-        handoff_timeout_s=settings.handoff_timeout_s,
-        lease_s=settings.lease_s,
-        poll_interval_s=settings.worker_poll_interval_s,
-        concurrency=settings.worker_concurrency,
         clock=clock,
     )
     await dispatcher.start_providers()

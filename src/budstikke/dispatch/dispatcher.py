@@ -24,6 +24,7 @@ from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel
 from budstikke.errors import DatabaseUnavailableError, HandOffError
+from budstikke.store.events import PgEventListener
 from budstikke.store.notifications import NotificationStore, PartReference
 from budstikke.store.records import ClaimedNotification
 
@@ -56,8 +57,10 @@ class Dispatcher:
         poll_interval_s: float,
         concurrency: int,
         clock: Callable[[], datetime] = utc_now,
+        events: PgEventListener | None = None,
     ) -> None:
         self.store = store
+        self.events = events
         self.providers = dict(providers)
         self.handoff_timeout_s = handoff_timeout_s
         self.lease_s = lease_s
@@ -71,6 +74,10 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start_providers(self) -> None:
+        """Start the providers, and the database event listener where there is one."""
+        if self.events is not None:
+            self.events.on_queued = self.wake
+            await self.events.start()
         for provider in self.providers.values():
             await provider.start(self._report_sink_for(provider))
 
@@ -98,6 +105,8 @@ class Dispatcher:
                 )
         for provider in self.providers.values():
             await provider.stop()
+        if self.events is not None:
+            await self.events.stop()
         logger.info(
             "worker stopped", extra={"event": "worker_stopped", "worker_id": self.worker_id}
         )
@@ -107,10 +116,19 @@ class Dispatcher:
 
         The hand-off goes on in the background when the timeout ends first;
         it records its own result, and a worker finishes the notification if
-        this process dies meanwhile.
+        this process dies meanwhile. A process without providers (API only)
+        waits instead for a worker to report the hand-off over the database.
         """
+        if not self.providers:
+            if self.events is not None:
+                await self.events.wait_settled(notification_id, self.handoff_timeout_s)
+            return
         task = self._spawn(self._claim_and_hand_off(notification_id))
         await asyncio.wait({task}, timeout=self.handoff_timeout_s)
+
+    @property
+    def hands_off_locally(self) -> bool:
+        return bool(self.providers)
 
     def wake(self) -> None:
         """Make the worker loop scan for due work now."""

@@ -75,6 +75,8 @@ class InstantOrders:
             senders_reference=senders_reference,
             notification=notification,
             now=self.clock(),
+            # Workers in other processes must hand off what this process will not.
+            notify_workers=self.dispatcher is None or not self.dispatcher.hands_off_locally,
         )
         logger.info(
             "instant order stored" if receipt.created else "instant order replayed",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.domain.statuses import RECIPIENT_TYPE, NotificationStatus, OrderStatus
@@ -17,6 +17,8 @@ from budstikke.store.records import FeedEntry, Shipment
 from budstikke.store.tables import feed_entries, notifications, orders
 
 FEED_PAGE_MAX = 500
+# Advisory lock id that orders feed inserts on PostgreSQL.
+FEED_LOCK = 0x6275_6473_0002
 
 
 def format_time(value: datetime) -> str:
@@ -73,6 +75,12 @@ async def complete_order_if_final(
     assert shipment is not None
     entry = render_shipment(shipment)
     entry["shipmentType"] = entry["type"]
+    if connection.dialect.name == "postgresql":
+        # Sequence numbers are taken at insert but become visible at commit, so
+        # two writers could commit 11 before 10, and a reader resuming after 11
+        # would never see 10. Holding this lock from the insert to the commit
+        # makes entries commit in sequence order. SQLite has a single writer.
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK})
     await connection.execute(
         insert(feed_entries).values(
             creator=creator,

@@ -22,6 +22,7 @@ from budstikke.domain.statuses import (
     Priority,
 )
 from budstikke.store.database import Database
+from budstikke.store.events import SETTLED_CHANNEL, notify
 from budstikke.store.feed import complete_order_if_final
 from budstikke.store.records import ClaimedNotification
 from budstikke.store.tables import (
@@ -189,6 +190,7 @@ class NotificationStore:
                 await self._apply_unmatched_reports(connection, claimed.id, parts, now)
             if status.is_final:
                 await complete_order_if_final(connection, claimed.order_id, now)
+            await self._announce_settled(connection, claimed)
         return True
 
     async def reschedule(
@@ -220,6 +222,7 @@ class NotificationStore:
                     updated_at=now,
                 )
             )
+            await self._announce_settled(connection, claimed)
         return result.rowcount == 1
 
     async def fail(
@@ -235,6 +238,7 @@ class NotificationStore:
             moved = await self._move_leased(connection, claimed, status, now, error=error)
             if moved:
                 await complete_order_if_final(connection, claimed.order_id, now)
+            await self._announce_settled(connection, claimed)
         return moved
 
     async def expire_overdue(self, now: datetime) -> list[UUID]:
@@ -323,6 +327,13 @@ class NotificationStore:
                 connection, part.notification_id, part.part_index, status, error_code, now
             )
             return part.notification_id  # type: ignore[no-any-return]
+
+    async def _announce_settled(
+        self, connection: AsyncConnection, claimed: ClaimedNotification
+    ) -> None:
+        # An API process without providers waits for this to answer its request.
+        if not self.database.is_sqlite:
+            await notify(connection, SETTLED_CHANNEL, str(claimed.id))
 
     async def _move_leased(
         self,

@@ -18,6 +18,7 @@ from budstikke.domain.statuses import (
     OrderType,
 )
 from budstikke.store.database import Database
+from budstikke.store.events import QUEUED_CHANNEL, notify
 from budstikke.store.records import NewNotification, OrderReceipt, RecipientStatus, Shipment
 from budstikke.store.tables import notifications, orders
 
@@ -33,6 +34,7 @@ async def create_instant_order(
     senders_reference: str | None,
     notification: NewNotification,
     now: datetime,
+    notify_workers: bool = False,
 ) -> OrderReceipt:
     """Store an order with its notification, or return the order stored under the same key.
 
@@ -45,7 +47,7 @@ async def create_instant_order(
             existing = await find_order_by_key(connection, creator, idempotency_id)
             if existing is not None:
                 return existing
-            return await insert_order(
+            receipt = await insert_order(
                 connection,
                 creator=creator,
                 idempotency_id=idempotency_id,
@@ -53,6 +55,9 @@ async def create_instant_order(
                 notification=notification,
                 now=now,
             )
+            if notify_workers and not database.is_sqlite:
+                await notify(connection, QUEUED_CHANNEL)
+            return receipt
     except IntegrityError:
         async with database.read() as connection:
             existing = await find_order_by_key(connection, creator, idempotency_id)

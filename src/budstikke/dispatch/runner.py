@@ -1,0 +1,68 @@
+"""Building the dispatcher for a process, and running a worker process without HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from budstikke.channels.base import Provider
+from budstikke.channels.registry import build_email_provider, build_sms_provider
+from budstikke.config import Settings
+from budstikke.dispatch.dispatcher import Dispatcher, utc_now
+from budstikke.domain.statuses import Channel
+from budstikke.store.database import Database
+from budstikke.store.events import PgEventListener
+from budstikke.store.migrate import upgrade_to_head
+from budstikke.store.notifications import NotificationStore
+
+logger = logging.getLogger(__name__)
+
+
+def build_providers(settings: Settings) -> dict[Channel, Provider]:
+    return {
+        Channel.SMS: build_sms_provider(settings.resolved_sms_url),
+        Channel.EMAIL: build_email_provider(settings.resolved_email_url),
+    }
+
+
+def build_dispatcher(
+    settings: Settings,
+    database: Database,
+    providers: Mapping[Channel, Provider],
+    *,
+    clock: Callable[[], datetime] = utc_now,
+) -> Dispatcher:
+    """Build a dispatcher; on PostgreSQL it listens for work queued by other processes."""
+    events = None if database.is_sqlite else PgEventListener(settings.resolved_database_url)
+    return Dispatcher(
+        NotificationStore(database),
+        providers,
+        handoff_timeout_s=settings.handoff_timeout_s,
+        lease_s=settings.lease_s,
+        poll_interval_s=settings.worker_poll_interval_s,
+        concurrency=settings.worker_concurrency,
+        clock=clock,
+        events=events,
+    )
+
+
+async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) -> None:
+    """Run the dispatch workers until SIGINT or SIGTERM."""
+    database = Database(settings.resolved_database_url)
+    await upgrade_to_head(database)
+    dispatcher = build_dispatcher(settings, database, providers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        await dispatcher.start_providers()
+        dispatcher.start_worker()
+        await stop.wait()
+        logger.info("stop signal received", extra={"event": "stop_requested"})
+    finally:
+        await dispatcher.stop()
+        await database.dispose()
