@@ -182,7 +182,9 @@ class NotificationStore:
     ) -> bool:
         """Store the provider's acceptance; returns False if the lease was lost meanwhile."""
         async with self.database.write() as connection:
-            moved = await self._move_leased(connection, claimed, status, now, part_count=len(parts))
+            moved = await self._move_leased(
+                connection, claimed, status, now, part_count=len(parts), handed_off_at=now
+            )
             if not moved:
                 return False
             await self._insert_parts(connection, claimed.id, parts)
@@ -344,6 +346,7 @@ class NotificationStore:
         *,
         part_count: int | None = None,
         error: str | None = None,
+        handed_off_at: datetime | None = None,
     ) -> bool:
         values: dict[str, object] = {
             "status": status.value,
@@ -353,6 +356,8 @@ class NotificationStore:
         }
         if part_count is not None:
             values["part_count"] = part_count
+        if handed_off_at is not None:
+            values["handed_off_at"] = handed_off_at
         if error is not None:
             values["last_error"] = error[:500]
         result = await connection.execute(

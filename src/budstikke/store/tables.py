@@ -90,8 +90,12 @@ notifications = Table(
     Column("part_count", Integer, nullable=False, default=0),
     Column("last_error", String(500), nullable=True),
     Column("error_code", String(32), nullable=True),
+    # When the provider accepted the message; None while it was not handed off.
+    Column("handed_off_at", UtcDateTime, nullable=True),
     Index(None, "status", "priority", "due_at"),
     Index(None, "order_id"),
+    # The dashboard reads the last hour of notifications by creation time.
+    Index(None, "created_at"),
 )
 
 # One row per message id the provider gave for a part of a notification.
