@@ -37,20 +37,33 @@ def test_throttle_pauses_and_doubles() -> None:
     clock = FakeClock()
     pacer = Pacer(None, pause_s=0.5, max_pause_s=1.5, clock=clock)
 
-    assert pacer.on_throttled() == 0.5
-    assert pacer.delay_s() == 0.5
-    assert pacer.interval_s == THROTTLED_MIN_INTERVAL_S
-    assert pacer.on_throttled() == 1.0
-    assert pacer.on_throttled() == 1.5
-    assert pacer.on_throttled() == 1.5
+    pauses = []
+    for _ in range(4):
+        pauses.append(pacer.on_throttled())
+        clock.now = pacer.paused_until
+
+    assert pauses == [0.5, 1.0, 1.5, 1.5]
     assert pacer.interval_s == THROTTLED_MIN_INTERVAL_S * 8
+
+
+def test_throttles_during_pause_do_not_compound() -> None:
+    clock = FakeClock()
+    pacer = Pacer(None, pause_s=0.5, clock=clock)
+
+    assert pacer.on_throttled() == 0.5
+    clock.now += 0.2
+    assert pacer.on_throttled() == pytest.approx(0.3)
+    assert pacer.interval_s == THROTTLED_MIN_INTERVAL_S
+    assert pacer.delay_s() == pytest.approx(0.3)
 
 
 def test_accepted_submits_recover_rate() -> None:
     clock = FakeClock()
     pacer = Pacer(None, pause_s=0.5, clock=clock)
     pacer.on_throttled()
+    clock.now = pacer.paused_until
     pacer.on_throttled()
+    clock.now = pacer.paused_until
 
     for _ in range(50):
         pacer.on_accepted()

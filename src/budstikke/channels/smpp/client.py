@@ -72,7 +72,10 @@ from budstikke.channels.smpp.status_codes import (
     decide_submit_status,
     describe_status,
 )
-from budstikke.channels.smpp.validity import MAX_RELATIVE_SECONDS, relative_validity_period
+from budstikke.channels.smpp.validity import (
+    MAX_RELATIVE_SECONDS,
+    relative_validity_period,
+)
 from budstikke.domain.masking import mask_phone
 from budstikke.domain.sender import parse_sms_sender
 from budstikke.domain.sms_text import encode_sms
@@ -95,7 +98,8 @@ class _Message:
 
     sms: OutgoingSms
     parts: list[SubmitSm]
-    validity_period: str
+    # The relative validity period every part starts with, in seconds.
+    validity_s: int
 
 
 class SmppProvider:
@@ -348,14 +352,14 @@ class SmppProvider:
         if len(encoded.parts) > 1:
             self._reference = (self._reference + 1) % 256
             reference = self._reference
-        validity_period = _validity_for(seconds_left)
+        validity_s = _validity_seconds(seconds_left)
         try:
             parts = build_submit_parts(
                 encoded,
                 source=source,
                 destination=destination,
                 reference=reference,
-                validity_period=validity_period,
+                validity_period=relative_validity_period(validity_s),
                 service_type="",
             )
             for part in parts:
@@ -365,7 +369,7 @@ class SmppProvider:
                 f"the message cannot be sent over SMPP: {exc}",
                 failure_status=NotificationStatus.SMS_FAILED,
             ) from None
-        return _Message(sms=sms, parts=parts, validity_period=validity_period)
+        return _Message(sms=sms, parts=parts, validity_s=validity_s)
 
     async def _submit_part(
         self, message: _Message, index: int, part: SubmitSm, *, accepted_before: int
@@ -375,19 +379,9 @@ class SmppProvider:
         Raises HandOffError for a permanent failure, a transient one before any
         part was accepted, an unknown outcome, or the TTL running out.
         """
-        attempt = 0
         while True:
-            if attempt > 0:
-                seconds_left = _seconds_left(message.sms)
-                if seconds_left <= 0:
-                    raise HandOffError(
-                        f"the TTL ended while part {index + 1} of {len(message.parts)} was retried",
-                        failure_status=NotificationStatus.SMS_FAILED_TTL,
-                    )
-                # A retried part carries the time left now, so every part
-                # expires at the same moment however long the retries took.
-                part = with_validity(part, _validity_for(seconds_left))
-            attempt += 1
+            if _seconds_left(message.sms) <= 0:
+                raise _ttl_ended(message, index)
             session = await self._acquire_session(message.sms)
             response = await self._send_part(session, message, index, part)
             if response is None:
@@ -427,7 +421,7 @@ class SmppProvider:
     ) -> Pdu | None:
         """Send one submit_sm; return its response, or None when it never left and may be resent."""
         try:
-            return await session.submit(part)
+            return await session.submit(part, lambda pdu: _current_validity(message, index, pdu))
         except SessionClosedError as exc:
             if not exc.written:
                 return None
@@ -466,17 +460,41 @@ class SmppProvider:
         )
 
 
+def _ttl_ended(message: _Message, index: int) -> HandOffError:
+    return HandOffError(
+        f"the TTL ended before part {index + 1} of {len(message.parts)} was accepted",
+        failure_status=NotificationStatus.SMS_FAILED_TTL,
+    )
+
+
+def _current_validity(message: _Message, index: int, pdu: SubmitSm) -> SubmitSm:
+    """Check the TTL just before a part is written and bring its validity period up to date.
+
+    Every part keeps the validity computed at the start of the hand-off, so
+    the parts of a message carry the same string, unless waiting (window,
+    throttling, reconnecting) used up more than a second of it. Then the part
+    carries the time left, so it still expires when the message does.
+    """
+    seconds_left = _seconds_left(message.sms)
+    if seconds_left <= 0:
+        raise _ttl_ended(message, index)
+    current_s = _validity_seconds(seconds_left)
+    if current_s < message.validity_s - 1:
+        return with_validity(pdu, relative_validity_period(current_s))
+    return pdu
+
+
 def _seconds_left(sms: OutgoingSms) -> float:
     return (sms.expires_at - datetime.now(UTC)).total_seconds()
 
 
-def _validity_for(seconds_left: float) -> str:
-    """Return the relative validity period for the time left, rounded up to whole seconds.
+def _validity_seconds(seconds_left: float) -> int:
+    """Return the validity period for the time left, rounded up to whole seconds.
 
-    Rounding up keeps a message sent at 299.95 s before its expiry at 300 s:
+    Rounding up keeps a message sent 299.95 s before its expiry at 300 s:
     the SMSC may hold it at most 1 s longer than the TTL, never shorter.
     """
-    return relative_validity_period(min(max(1, math.ceil(seconds_left)), MAX_RELATIVE_SECONDS))
+    return min(max(1, math.ceil(seconds_left)), MAX_RELATIVE_SECONDS)
 
 
 def _message_id(response: Pdu) -> str:

@@ -22,8 +22,9 @@ class Pacer:
 
     `max_rate` is in messages per second (None: no limit). A throttling answer
     (ESME_RTHROTTLED, ESME_RMSGQFUL) pauses the bind for `pause_s`, which
-    doubles up to `max_pause_s` while throttling continues, and doubles the
-    spacing between submits; accepted submits undo both step by step.
+    doubles up to `max_pause_s` while throttling continues after each pause,
+    and doubles the spacing between submits; accepted submits undo both step
+    by step.
     """
 
     def __init__(
@@ -74,9 +75,16 @@ class Pacer:
             return
 
     def on_throttled(self) -> float:
-        """Slow the bind down after a throttling answer and return the pause in seconds."""
+        """Slow the bind down after a throttling answer and return the pause left in seconds.
+
+        Answers that arrive while the bind is already paused belong to the same
+        overload (submits that were in flight together) and do not slow it further.
+        """
+        now = self._clock()
+        if now < self._paused_until:
+            return self._paused_until - now
         pause_s = self._pause_s
-        self._paused_until = max(self._paused_until, self._clock() + pause_s)
+        self._paused_until = now + pause_s
         self._pause_s = min(self._pause_s * 2, self._max_pause_s)
         ceiling = max(THROTTLED_MAX_INTERVAL_S, self._base_interval_s)
         self._interval_s = min(max(self._interval_s * 2, THROTTLED_MIN_INTERVAL_S), ceiling)

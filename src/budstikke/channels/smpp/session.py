@@ -187,8 +187,16 @@ class SmppSession:
         finally:
             self._pending.pop(sequence_number, None)
 
-    async def submit(self, pdu: SubmitSm) -> Pdu:
-        """Send a submit_sm within the window and pacing; return its response or a generic_nack."""
+    async def submit(
+        self, pdu: SubmitSm, before_send: Callable[[SubmitSm], SubmitSm] | None = None
+    ) -> Pdu:
+        """Send a submit_sm within the window and pacing; return its response or a generic_nack.
+
+        `before_send` gets the PDU once the window and pacing allow it to go
+        out and returns the PDU to write, so time-dependent fields (the
+        validity period) are current; an exception from it means nothing was
+        written and propagates.
+        """
         self.waiting += 1
         try:
             await self._window.acquire()
@@ -201,6 +209,8 @@ class SmppSession:
                     f"{self.label} closed before the submit went out: {self._close_reason}",
                     written=False,
                 )
+            if before_send is not None:
+                pdu = before_send(pdu)
             self.outstanding += 1
             self.max_outstanding_seen = max(self.max_outstanding_seen, self.outstanding)
             try:
