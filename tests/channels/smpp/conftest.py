@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from budstikke.channels.base import DeliveryReport, OutgoingSms
-from budstikke.channels.smpp import DevSmsc, DevSmscOptions, SmppConfig, SmppProvider
+from budstikke.channels.smpp import SmppConfig, SmppProvider
+from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
 
 SYSTEM_ID = "budstikke"
 PASSWORD = "secret"

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from budstikke.channels.smpp import DevSmsc, DevSmscOptions, run_dev_smsc
+from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions, run_dev_smsc
 from budstikke.channels.smpp.pdu import (
     BindReceiver,
     BindTransceiver,

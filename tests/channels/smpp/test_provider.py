@@ -11,8 +11,8 @@ import time
 import pytest
 
 from budstikke.channels.base import HandOffReceipt
-from budstikke.channels.smpp import DevSmsc
-from budstikke.channels.smpp.pdu import DeliverSm, DeliverSmResp, SubmitSm
+from budstikke.channels.smpp.dev_smsc import DevSmsc
+from budstikke.channels.smpp.pdu import DataSmResp, DeliverSm, DeliverSmResp, SubmitSm
 from budstikke.channels.smpp.tlv import Tlv
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.errors import HandOffError
@@ -214,6 +214,35 @@ async def test_receipt_text_without_tlvs(smsc: DevSmsc, start_provider: StartPro
     (report,) = harness.reports_for(receipt.provider_refs[0])
     assert report.status is NotificationStatus.SMS_FAILED_UNDELIVERED
     assert report.error_code == "001"
+
+
+async def test_data_sm_receipt_answered_and_applied(
+    smsc: DevSmsc, start_provider: StartProvider
+) -> None:
+    smsc.options.receipts_as_data_sm = True
+    smsc.options.receipt_tlvs = False
+    harness = await start_provider()
+
+    receipt = await harness.provider.hand_off(make_sms())
+    await harness.wait_for_reports(1)
+    await wait_until(lambda: len(smsc.receipts_acknowledged) == 1)
+
+    (report,) = harness.reports_for(receipt.provider_refs[0])
+    assert report.status is NotificationStatus.SMS_DELIVERED
+    (answer,) = [r.pdu for r in smsc.received if isinstance(r.pdu, DataSmResp)]
+    assert answer.command_status == 0
+
+
+async def test_no_receipts_when_smsc_never_reports(
+    smsc: DevSmsc, start_provider: StartProvider
+) -> None:
+    smsc.options.send_receipts = False
+    harness = await start_provider()
+
+    await harness.provider.hand_off(make_sms())
+    await asyncio.sleep(0.2)
+
+    assert harness.reports == []
 
 
 async def test_acceptd_then_delivrd(smsc: DevSmsc, start_provider: StartProvider) -> None:

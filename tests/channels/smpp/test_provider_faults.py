@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from budstikke.channels.base import HandOffReceipt
-from budstikke.channels.smpp import DevSmsc
+from budstikke.channels.smpp.dev_smsc import DevSmsc
 from budstikke.channels.smpp.pdu import EnquireLinkResp, SubmitSm, UnbindResp
 from budstikke.channels.smpp.status_codes import CommandStatus
 from budstikke.domain.statuses import NotificationStatus

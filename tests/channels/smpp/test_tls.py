@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from budstikke.channels.smpp import DevSmsc, DevSmscOptions, SmppProvider
+from budstikke.channels.smpp import SmppProvider
+from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
 from budstikke.domain.statuses import NotificationStatus
 
 from .conftest import make_sms, wait_until

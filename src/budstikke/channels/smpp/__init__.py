@@ -1,7 +1,10 @@
-"""SMS over SMPP 3.4: the provider (`SmppProvider`) and a strict test SMSC (`DevSmsc`)."""
+"""SMS over SMPP 3.4: the provider `SmppProvider`.
+
+The strict test SMSC lives in `budstikke.channels.smpp.dev_smsc` and is not
+imported here, so `python -m budstikke.channels.smpp.dev_smsc` runs it cleanly.
+"""
 
 from budstikke.channels.smpp.client import SmppProvider
 from budstikke.channels.smpp.config import SmppConfig
-from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions, run_dev_smsc
 
-__all__ = ["DevSmsc", "DevSmscOptions", "SmppConfig", "SmppProvider", "run_dev_smsc"]
+__all__ = ["SmppConfig", "SmppProvider"]

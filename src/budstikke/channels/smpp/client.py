@@ -393,10 +393,11 @@ class SmppProvider:
             if decision.action is Action.ACCEPT:
                 session.pacer.on_accepted()
                 return _message_id(response)
-            self._log_refused_part(session, message, index, response, decision.action)
             if decision.action is Action.THROTTLE:
-                session.pacer.on_throttled()
-            elif decision.action is Action.REBIND:
+                self._slow_down(session, response)
+                continue
+            self._log_refused_part(session, message, index, response, decision.action)
+            if decision.action is Action.REBIND:
                 await session.close(
                     f"submit_sm answered {describe_status(response.command_status)}"
                 )
@@ -441,6 +442,22 @@ class SmppProvider:
             },
         )
         raise HandOffError(reason, outcome_unknown=True)
+
+    @staticmethod
+    def _slow_down(session: SmppSession, response: Pdu) -> None:
+        pause_s = session.pacer.on_throttled()
+        # One warning per pause, not one per throttled submit in the window.
+        log = logger.debug if pause_s is None else logger.warning
+        log(
+            "SMSC throttled submit_sm; pausing the bind",
+            extra={
+                "event": "smpp_throttled",
+                "session": session.label,
+                "command_status": describe_status(response.command_status),
+                "pause_s": pause_s,
+                "interval_s": session.pacer.interval_s,
+            },
+        )
 
     @staticmethod
     def _log_refused_part(

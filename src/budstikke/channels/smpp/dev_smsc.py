@@ -45,6 +45,7 @@ from budstikke.channels.smpp.pdu import (
     BindReceiver,
     BindTransceiver,
     BindTransmitter,
+    DataSm,
     DeliverSm,
     EnquireLink,
     GenericNack,
@@ -89,6 +90,8 @@ class DevSmscOptions:
     intermediate_states: tuple[str, ...] = ()
     # Include receipted_message_id and message_state TLVs in receipts.
     receipt_tlvs: bool = True
+    # Send receipts as data_sm, with the text in a message_payload TLV.
+    receipts_as_data_sm: bool = False
     # How the receipt writes the message id: "same", "stripped" (no leading
     # zeros), "lower" or "upper" (letter case) or "decimal" (the hex id as a
     # decimal number).
@@ -581,7 +584,7 @@ class DevSmsc:
                 return connection
         return None
 
-    def _receipt_pdu(self, accepted: AcceptedMessage, stat: str) -> DeliverSm:
+    def _receipt_pdu(self, accepted: AcceptedMessage, stat: str) -> DeliverSm | DataSm:
         submit = accepted.submit
         now = datetime.now(UTC)
         receipt_id = self._receipt_id(accepted.message_id)
@@ -598,6 +601,17 @@ class DevSmsc:
                 Tlv.u8(TlvTag.MESSAGE_STATE, STAT_TO_MESSAGE_STATE.get(stat, 7)),
             )
         tlvs += self.options.receipt_extra_tlvs
+        if self.options.receipts_as_data_sm:
+            return DataSm(
+                source_addr_ton=submit.dest_addr_ton,
+                source_addr_npi=submit.dest_addr_npi,
+                source_addr=submit.destination_addr,
+                dest_addr_ton=submit.source_addr_ton,
+                dest_addr_npi=submit.source_addr_npi,
+                destination_addr=submit.source_addr,
+                esm_class=0x04,
+                tlvs=(*tlvs, Tlv(TlvTag.MESSAGE_PAYLOAD, text.encode("ascii"))),
+            )
         return DeliverSm(
             source_addr_ton=submit.dest_addr_ton,
             source_addr_npi=submit.dest_addr_npi,

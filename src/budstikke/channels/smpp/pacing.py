@@ -74,15 +74,16 @@ class Pacer:
                 continue
             return
 
-    def on_throttled(self) -> float:
-        """Slow the bind down after a throttling answer and return the pause left in seconds.
+    def on_throttled(self) -> float | None:
+        """Slow the bind down after a throttling answer.
 
-        Answers that arrive while the bind is already paused belong to the same
-        overload (submits that were in flight together) and do not slow it further.
+        Returns the new pause in seconds, or None when the bind was already
+        paused: answers that arrive during a pause belong to the same overload
+        (submits that were in flight together) and do not slow it further.
         """
         now = self._clock()
         if now < self._paused_until:
-            return self._paused_until - now
+            return None
         pause_s = self._pause_s
         self._paused_until = now + pause_s
         self._pause_s = min(self._pause_s * 2, self._max_pause_s)
