@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from budstikke.errors import ConfigurationError
 
 ENV_PREFIX = "BUDSTIKKE_"
+# A shorter operator key could be guessed through the dashboard's login form.
+MIN_OPERATOR_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -89,6 +91,12 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str = Field(default="", description="Required `iss` of JWTs; empty: not checked.")
     jwt_audience: str = Field(default="", description="Required `aud` of JWTs; empty: not checked.")
+    operator_key: str = Field(
+        default="",
+        repr=False,
+        description="Secret of at least 16 characters that opens the dashboard at /dashboard "
+        "(login form, or Authorization: Bearer KEY); empty: the dashboard is off.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -143,4 +151,12 @@ def check_settings(settings: Settings) -> None:
             "BUDSTIKKE_DATABASE_URL",
             f"unsupported database {url.split(':', 1)[0]!r}; use sqlite:///PATH or "
             "postgresql://user@host:port/database",
+        )
+    if 0 < len(settings.operator_key) < MIN_OPERATOR_KEY_LENGTH:
+        # The value is a secret, so the message leaves it out.
+        raise ConfigurationError(
+            "BUDSTIKKE_OPERATOR_KEY",
+            f"must be at least {MIN_OPERATOR_KEY_LENGTH} characters; got "
+            f"{len(settings.operator_key)}. Generate one with: python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'",
         )

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from budstikke import __version__
-from budstikke.api import orders, shipments, whoami
+from budstikke.api import dashboard, health, metrics_endpoint, orders, shipments, whoami
 from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
 from budstikke.api.body import BodyTooLarge, UnsupportedContentType
 from budstikke.api.jwks import JwksVerifier
@@ -27,6 +27,7 @@ from budstikke.dispatch.runner import build_dispatcher, build_providers
 from budstikke.domain.request_fields import RequestValidationError
 from budstikke.domain.statuses import Channel
 from budstikke.errors import DatabaseUnavailableError
+from budstikke.metrics import Metrics
 from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
 
@@ -41,17 +42,20 @@ def create_app(
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the app; its lifespan migrates the database and runs the dispatcher."""
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await start_services(
-            settings, run_workers=run_workers, providers=providers, clock=clock
+            settings, run_workers=run_workers, providers=providers, clock=clock, metrics=metrics
         )
         app.state.services = services
+        log_started(services, run_workers=run_workers)
         try:
             yield
         finally:
             await stop_services(services)
+            logger.info("service stopped", extra={"event": "service_stopped"})
 
     app = FastAPI(
         title="budstikke",
@@ -63,8 +67,28 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(shipments.router)
     app.include_router(whoami.router)
+    app.include_router(health.router)
+    app.include_router(metrics_endpoint.router)
+    app.include_router(dashboard.router)
+    app.state.metrics = metrics
+    app.add_middleware(metrics_endpoint.RejectionCounter, metrics=metrics)
     install_error_handlers(app)
     return app
+
+
+def log_started(services: Services, *, run_workers: bool) -> None:
+    providers = services.dispatcher.providers if services.dispatcher is not None else {}
+    logger.info(
+        "service started",
+        extra={
+            "event": "service_started",
+            "version": __version__,
+            "database": "sqlite" if services.database.is_sqlite else "postgresql",
+            "providers": ",".join(f"{c.value}={type(p).__name__}" for c, p in providers.items()),
+            "workers": run_workers,
+            "dashboard": bool(services.settings.operator_key),
+        },
+    )
 
 
 async def start_services(
@@ -73,6 +97,7 @@ async def start_services(
     run_workers: bool,
     providers: Mapping[Channel, Provider] | None,
     clock: Callable[[], datetime] = utc_now,
+    metrics: Metrics | None = None,
 ) -> Services:
     database = Database(settings.resolved_database_url)
     await upgrade_to_head(database)
@@ -87,6 +112,7 @@ async def start_services(
         database,
         providers if providers is not None else build_providers(settings),
         clock=clock,
+        metrics=metrics,
     )
     await dispatcher.start_providers()
     if run_workers:
@@ -101,6 +127,7 @@ async def start_services(
             default_sms_sender=settings.default_sms_sender,
             default_email_sender=settings.default_email_sender,
             clock=clock,
+            metrics=metrics,
         ),
         dispatcher=dispatcher,
     )

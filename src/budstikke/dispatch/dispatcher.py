@@ -24,6 +24,7 @@ from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel
 from budstikke.errors import DatabaseUnavailableError, HandOffError
+from budstikke.metrics import Metrics
 from budstikke.store.events import PgEventListener
 from budstikke.store.notifications import NotificationStore, PartReference
 from budstikke.store.records import ClaimedNotification
@@ -58,9 +59,11 @@ class Dispatcher:
         concurrency: int,
         clock: Callable[[], datetime] = utc_now,
         events: PgEventListener | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.events = events
+        self.metrics = metrics or Metrics()
         self.providers = dict(providers)
         self.handoff_timeout_s = handoff_timeout_s
         self.lease_s = lease_s
@@ -183,6 +186,7 @@ class Dispatcher:
         """
         now = self.clock()
         expired = await self.store.expire_overdue(now)
+        self.metrics.record_expired(len(expired))
         for notification_id in expired:
             logger.info(
                 "notification expired",
@@ -215,7 +219,8 @@ class Dispatcher:
         try:
             receipt = await provider.hand_off(build_message(claimed))
         except HandOffError as error:
-            await self._handle_failure(claimed, error, log_context)
+            duration_s = time.perf_counter() - started
+            await self._handle_failure(claimed, error, log_context, duration_s=duration_s)
             return
         except Exception as error:  # a provider bug must not lose the notification
             logger.exception(
@@ -223,18 +228,30 @@ class Dispatcher:
                 extra={"event": "hand_off_crashed", **log_context},
             )
             await self._handle_failure(
-                claimed, HandOffError(f"unexpected {type(error).__name__}"), log_context
+                claimed,
+                HandOffError(f"unexpected {type(error).__name__}"),
+                log_context,
+                duration_s=time.perf_counter() - started,
             )
             return
+        duration_s = time.perf_counter() - started
         parts = [
             PartReference(provider_ref=ref, keys=provider.reference_keys(ref))
             for ref in receipt.provider_refs
         ]
+        recorded_at = self.clock()
         recorded = await self.store.record_hand_off(
-            claimed, status=receipt.status, parts=parts, now=self.clock()
+            claimed, status=receipt.status, parts=parts, now=recorded_at
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         if recorded:
+            self.metrics.record_hand_off_accepted(
+                claimed.channel,
+                claimed.priority,
+                duration_s=duration_s,
+                time_to_hand_off_s=(recorded_at - claimed.created_at).total_seconds(),
+                status=receipt.status,
+            )
             logger.info(
                 "hand-off accepted",
                 extra={
@@ -246,17 +263,31 @@ class Dispatcher:
                 },
             )
         else:
+            self.metrics.record_lease_lost(claimed.channel, claimed.priority)
             logger.warning(
                 "hand-off accepted after the lease was lost; another worker owns it now",
                 extra={"event": "hand_off_lease_lost", **log_context},
             )
 
     async def _handle_failure(
-        self, claimed: ClaimedNotification, error: HandOffError, log_context: dict[str, object]
+        self,
+        claimed: ClaimedNotification,
+        error: HandOffError,
+        log_context: dict[str, object],
+        *,
+        duration_s: float,
     ) -> None:
         now = self.clock()
         decision = decide_retry(
             error, attempts=claimed.attempts, now=now, expires_at=claimed.expires_at
+        )
+        final_status = decision.status if isinstance(decision, GiveUp) else None
+        self.metrics.record_hand_off_failed(
+            claimed.channel,
+            claimed.priority,
+            error,
+            duration_s=duration_s,
+            final_status=final_status,
         )
         if isinstance(decision, GiveUp):
             await self.store.fail(claimed, status=decision.status, error=error.reason, now=now)
@@ -315,6 +346,9 @@ class Dispatcher:
                     extra={"event": "report_lost", "error": str(error)[:200]},
                 )
                 return
+            self.metrics.record_delivery_report(
+                provider.channel, report.status, matched=notification_id is not None
+            )
             logger.info(
                 "delivery report applied" if notification_id else "delivery report kept unmatched",
                 extra={

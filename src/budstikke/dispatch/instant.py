@@ -10,6 +10,7 @@ from budstikke.dispatch.dispatcher import Dispatcher, utc_now
 from budstikke.domain.order_requests import InstantEmailOrder, InstantSmsOrder
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.statuses import Channel, Priority
+from budstikke.metrics import Metrics
 from budstikke.store.database import Database
 from budstikke.store.orders import create_instant_order
 from budstikke.store.records import NewNotification, OrderReceipt
@@ -26,9 +27,11 @@ class InstantOrders:
         default_sms_sender: str,
         default_email_sender: str,
         clock: Callable[[], datetime] = utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         self.dispatcher = dispatcher
+        self.metrics = metrics or Metrics()
         self.default_sms_sender = default_sms_sender
         self.default_email_sender = default_email_sender
         self.clock = clock
@@ -78,6 +81,7 @@ class InstantOrders:
             # Workers in other processes must hand off what this process will not.
             notify_workers=self.dispatcher is None or not self.dispatcher.hands_off_locally,
         )
+        self.metrics.record_order(notification.channel, created=receipt.created)
         logger.info(
             "instant order stored" if receipt.created else "instant order replayed",
             extra={

@@ -13,6 +13,7 @@ from budstikke.channels.registry import build_email_provider, build_sms_provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher, utc_now
 from budstikke.domain.statuses import Channel
+from budstikke.metrics import Metrics
 from budstikke.store.database import Database
 from budstikke.store.events import PgEventListener
 from budstikke.store.migrate import upgrade_to_head
@@ -34,6 +35,7 @@ def build_dispatcher(
     providers: Mapping[Channel, Provider],
     *,
     clock: Callable[[], datetime] = utc_now,
+    metrics: Metrics | None = None,
 ) -> Dispatcher:
     """Build a dispatcher; on PostgreSQL it listens for work queued by other processes."""
     events = None if database.is_sqlite else PgEventListener(settings.resolved_database_url)
@@ -46,6 +48,7 @@ def build_dispatcher(
         concurrency=settings.worker_concurrency,
         clock=clock,
         events=events,
+        metrics=metrics,
     )
 
 
