@@ -7,12 +7,13 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -28,6 +29,8 @@ from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
 
 pytest_plugins = ["tests.channels.smtp_server"]
+
+T = TypeVar("T")
 
 CREATE_SCOPE = "altinn:serviceowner/notifications.create"
 API = "/notifications/api/v1/future"
@@ -56,16 +59,25 @@ def write_jwks(path: Path, issuer: JwtIssuer) -> None:
     path.write_text(json.dumps({"keys": [public]}))
 
 
-@pytest.fixture
-def settings(tmp_path: Path, jwt_issuer: JwtIssuer) -> Settings:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, jwt_issuer: JwtIssuer
+) -> AsyncIterator[Settings]:
+    """Settings for an app on each database backend, with file outboxes in a temporary folder."""
     jwks_path = tmp_path / "jwks.json"
     write_jwks(jwks_path, jwt_issuer)
-    return Settings(
+    base = Settings(
         data_dir=tmp_path / "data",
         jwks_url=f"file:{jwks_path}",
         default_sms_sender="Budstikke",
         default_email_sender="noreply@budstikke.example.com",
     )
+    if request.param == "sqlite":
+        yield base
+        return
+    template = request.getfixturevalue("postgres_template")
+    async with fresh_postgres_database(template=template) as url:
+        yield base.model_copy(update={"database_url": url})
 
 
 @dataclass
@@ -122,12 +134,13 @@ async def postgres_answers() -> bool:
 
 
 @asynccontextmanager
-async def fresh_postgres_database() -> AsyncIterator[str]:
-    """Create an empty PostgreSQL database for one test and drop it afterwards."""
+async def fresh_postgres_database(template: str | None = None) -> AsyncIterator[str]:
+    """Create a PostgreSQL database for one test, as a copy of `template` or empty."""
     name = f"budstikke_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        copy_of = f' TEMPLATE "{template}"' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{copy_of}')
     finally:
         await admin.close()
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
@@ -202,3 +215,47 @@ async def shipment_status(app: RunningApp, shipment_id: str) -> tuple[str, str]:
     response = await app.client.get(f"{API}/shipment/{shipment_id}", headers=app.headers())
     body = response.json()
     return body["status"], body["recipients"][0]["status"]
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated database that each PostgreSQL test copies, which is faster than migrating."""
+    if not run_outside_loop(postgres_answers):
+        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL}")
+    name = f"budstikke_template_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+        database = Database(f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1))
+        await upgrade_to_head(database)
+        await database.dispose()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    run_outside_loop(create)
+    yield name
+    run_outside_loop(drop)
+
+
+def run_outside_loop(function: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine function to completion in a new event loop on another thread.
+
+    Session fixtures may be first requested from inside a test's running loop,
+    where asyncio.run cannot be called.
+    """
+
+    async def main() -> T:
+        return await function()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()

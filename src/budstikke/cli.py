@@ -50,7 +50,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         click.echo(f"budstikke: configuration error: {error}", err=True)
         sys.exit(2)
     except DatabaseUnavailableError as error:
-        click.echo(f"budstikke: database unavailable: {error}", err=True)
+        click.echo(f"budstikke: database unavailable (BUDSTIKKE_DATABASE_URL): {error}", err=True)
         sys.exit(1)
     except BudstikkeError as error:
         click.echo(f"budstikke: {error}", err=True)
@@ -98,6 +98,7 @@ def serve(host: str, port: int, no_workers: bool) -> None:
     import uvicorn
 
     from budstikke.api.app import create_app
+    from budstikke.api.server import GracefulServer
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
@@ -117,7 +118,7 @@ def serve(host: str, port: int, no_workers: bool) -> None:
         timeout_keep_alive=30,
         limit_concurrency=2048,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     try:
         server.run()
     except (ConfigurationError, DatabaseUnavailableError) as error:

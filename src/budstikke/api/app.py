@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from budstikke import __version__
 from budstikke.api import dashboard, health, metrics_endpoint, orders, shipments, whoami
 from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
-from budstikke.api.body import BodyTooLarge, UnsupportedContentType
+from budstikke.api.body import BodyTooLarge, ClientGone, UnsupportedContentType
 from budstikke.api.jwks import JwksVerifier
 from budstikke.api.problems import database_unavailable, problem, validation_problem
 from budstikke.api.services import Services
@@ -163,6 +163,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def on_too_large(_request: Request, error: BodyTooLarge) -> Response:
         return problem(413, "Payload too large", str(error))
+
+    @app.exception_handler(ClientGone)
+    async def on_client_gone(request: Request, _error: ClientGone) -> Response:
+        # Nobody reads this answer; nothing was stored because the body never
+        # arrived whole.
+        logger.info(
+            "client closed the connection before the body was complete",
+            extra={"event": "request_abandoned", "path": request.url.path},
+        )
+        return problem(400, "Request body incomplete", "The client closed the connection.")
 
     @app.exception_handler(UnsupportedContentType)
     async def on_content_type(_request: Request, error: UnsupportedContentType) -> Response:

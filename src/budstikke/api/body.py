@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from budstikke.domain.request_fields import RequestValidationError
 
@@ -26,6 +27,10 @@ class UnsupportedContentType(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
 async def read_json_body(request: Request, max_bytes: int) -> Any:
     """Read and parse the body; raises BodyTooLarge, UnsupportedContentType or a 400 error."""
     content_type = request.headers.get("content-type", "")
@@ -39,11 +44,14 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         raise BodyTooLarge(max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge(max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise BodyTooLarge(max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone from None
     raw = b"".join(chunks)
     return parse_json(raw)
 

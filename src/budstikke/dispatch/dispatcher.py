@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -172,6 +172,12 @@ class Dispatcher:
                 await asyncio.sleep(database_pause_s)
                 database_pause_s = min(database_pause_s * 2, DATABASE_RETRY_MAX_S)
                 continue
+            except Exception:
+                # A bug in one pass must not stop the loop that retries and expires work.
+                logger.exception("worker pass failed", extra={"event": "worker_pass_crashed"})
+                await asyncio.sleep(database_pause_s)
+                database_pause_s = min(database_pause_s * 2, DATABASE_RETRY_MAX_S)
+                continue
             if claimed_all_slots:
                 await asyncio.sleep(0)
                 continue
@@ -240,8 +246,11 @@ class Dispatcher:
             for ref in receipt.provider_refs
         ]
         recorded_at = self.clock()
-        recorded = await self.store.record_hand_off(
-            claimed, status=receipt.status, parts=parts, now=recorded_at
+        recorded = await self._persist(
+            claimed,
+            lambda: self.store.record_hand_off(
+                claimed, status=receipt.status, parts=parts, now=recorded_at
+            ),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         if recorded:
@@ -269,6 +278,37 @@ class Dispatcher:
                 extra={"event": "hand_off_lease_lost", **log_context},
             )
 
+    async def _persist(
+        self, claimed: ClaimedNotification, write: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Store the outcome of a hand-off, retrying while the database is unavailable.
+
+        The message already left, so losing its outcome would send it again
+        once the lease ends. Retries stop when the lease ends, because another
+        worker may own the notification then; returns False in that case.
+        """
+        deadline = time.monotonic() + self.lease_s
+        pause_s = DATABASE_RETRY_S
+        while True:
+            try:
+                return await write()
+            except DatabaseUnavailableError as error:
+                if time.monotonic() + pause_s >= deadline:
+                    logger.error(
+                        "outcome of a hand-off not stored: database unavailable until the "
+                        "lease ended",
+                        extra={"event": "outcome_lost", "notification_id": str(claimed.id),
+                               "error": str(error)[:200]},
+                    )
+                    return False
+                logger.warning(
+                    "database unavailable; retrying to store a hand-off outcome",
+                    extra={"event": "outcome_store_retry", "notification_id": str(claimed.id),
+                           "retry_in_s": pause_s},
+                )
+                await asyncio.sleep(pause_s)
+                pause_s = min(pause_s * 2, DATABASE_RETRY_MAX_S)
+
     async def _handle_failure(
         self,
         claimed: ClaimedNotification,
@@ -290,7 +330,12 @@ class Dispatcher:
             final_status=final_status,
         )
         if isinstance(decision, GiveUp):
-            await self.store.fail(claimed, status=decision.status, error=error.reason, now=now)
+            await self._persist(
+                claimed,
+                lambda: self.store.fail(
+                    claimed, status=decision.status, error=error.reason, now=now
+                ),
+            )
             logger.error(
                 "hand-off failed permanently",
                 extra={
@@ -302,12 +347,16 @@ class Dispatcher:
             )
             return
         assert isinstance(decision, RetryAt)
-        await self.store.reschedule(
+        retry_at = decision.when
+        await self._persist(
             claimed,
-            due_at=decision.when,
-            error=error.reason,
-            outcome_unknown=error.outcome_unknown,
-            now=now,
+            lambda: self.store.reschedule(
+                claimed,
+                due_at=retry_at,
+                error=error.reason,
+                outcome_unknown=error.outcome_unknown,
+                now=now,
+            ),
         )
         if decision.when >= claimed.expires_at:
             logger.warning(

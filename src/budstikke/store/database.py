@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from budstikke.errors import DatabaseUnavailableError
+from budstikke.store.sqlite_inline import inline_connector
 
 # How long SQLite waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -72,7 +73,9 @@ def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        async_creator=inline_connector(
+            make_url(url).database or ":memory:", timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000
+        ),
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -114,18 +117,19 @@ async def translate_connection_errors() -> AsyncIterator[None]:
 
 
 def is_connect_failure(error: DBAPIError) -> bool:
-    """Tell whether a driver error means no connection could be made or kept."""
+    """Tell whether a driver error means no connection could be made or kept.
+
+    PostgreSQL's SQLSTATE classes say so: 08 connection exception, 28 invalid
+    authorisation, 3D000 missing database, 53 insufficient resources (too many
+    connections), 57P operator intervention (shutdown, cannot connect now) and
+    55000 for a database that does not accept connections.
+    """
+    if isinstance(error, InterfaceError):
+        return True
     # SQLAlchemy wraps asyncpg's exception in an adapter error; the original
-    # asyncpg class is that error's cause.
+    # asyncpg exception is that error's cause.
     cause = error.orig.__cause__ if error.orig is not None else None
-    names = {type(error.orig).__name__, type(cause).__name__}
-    return bool(names & {
-        "InvalidCatalogNameError",
-        "InvalidAuthorizationSpecificationError",
-        "InvalidPasswordError",
-        "CannotConnectNowError",
-        "ConnectionDoesNotExistError",
-        "ConnectionFailureError",
-        "TooManyConnectionsError",
-        "AdminShutdownError",
-    }) or isinstance(error, InterfaceError)
+    sqlstate = str(getattr(cause, "sqlstate", "") or getattr(error.orig, "sqlstate", "") or "")
+    if sqlstate.startswith(("08", "28", "53", "57P")) or sqlstate in ("3D000", "55000"):
+        return True
+    return type(cause).__name__ in {"ConnectionDoesNotExistError", "InternalClientError"}
