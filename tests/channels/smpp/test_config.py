@@ -73,6 +73,7 @@ def test_percent_encoded_credentials() -> None:
         ("smpp://id:pw@host?binds=0", "binds must be"),
         ("smpp://id:pw@host?window=0", "window must be"),
         ("smpp://id:pw@host?window=ten", "whole number"),
+        ("smpp://id:pw@host?window=²", "whole number"),
         ("smpp://id:pw@host?max_rate=-1", "greater than 0"),
         ("smpp://id:pw@host?enquire_link_s=nan", "greater than 0"),
         ("smpp://id:pw@host?source_ton=7", "source_ton"),

@@ -1,4 +1,4 @@
-"""Spacing of submit_sm on one bind under a rate limit and throttling answers."""
+"""Spacing of submit_sm on one bind under a rate limit and throttling responses."""
 
 from __future__ import annotations
 

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import struct
 import time
 from collections import Counter
 
 import pytest
 
 from budstikke.channels.base import HandOffReceipt
+from budstikke.channels.smpp import SmppConfig, SmppProvider
 from budstikke.channels.smpp.dev_smsc import DevSmsc
-from budstikke.channels.smpp.pdu import EnquireLinkResp, SubmitSm, UnbindResp
+from budstikke.channels.smpp.pdu import (
+    EnquireLinkResp,
+    SubmitSm,
+    UnbindResp,
+    encode_pdu,
+    read_pdu,
+    response_for,
+)
 from budstikke.channels.smpp.status_codes import CommandStatus
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.errors import HandOffError
@@ -158,8 +168,8 @@ async def test_drop_mid_window_loses_nothing(smsc: DevSmsc, start_provider: Star
     await harness.wait_for_reports(10)
 
     assert [r.status for r in receipts] == [NotificationStatus.SMS_ACCEPTED] * 10
-    # The 3 submits in flight have unknown outcomes and are sent again by the
-    # caller; submits still waiting for the window move to the new session.
+    # The 3 submits in flight have unknown outcomes, and the caller sends them
+    # again. Submits still waiting for the window move to the new session.
     assert outcomes == Counter(unknown=3)
     submitted = Counter(submit.short_message for submit in smsc.submits)
     assert sum(submitted.values()) == 10 + 3
@@ -277,7 +287,7 @@ async def test_smsc_enquire_link_answered(smsc: DevSmsc, start_provider: StartPr
     assert smsc.violations == []
 
 
-# Answers the SMSC gives to a submit_sm.
+# Error statuses in submit_sm_resp.
 
 
 @pytest.mark.parametrize(
@@ -356,3 +366,37 @@ async def test_stop_fails_waiting_hand_off(smsc: DevSmsc, start_provider: StartP
 
     with pytest.raises(HandOffError, match="stopping"):
         await waiting
+
+
+async def test_malformed_response_is_unknown_outcome() -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        bind = await read_pdu(reader)
+        writer.write(encode_pdu(response_for(bind, system_id="raw")))
+        submit = await read_pdu(reader)
+        body = b"x" * 70 + b"\x00"
+        header = struct.pack(">IIII", 16 + len(body), 0x80000004, 0, submit.sequence_number)
+        writer.write(header + body)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await read_pdu(reader)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
+
+    async def sink(report: object) -> None:
+        raise AssertionError("no report expected")
+
+    await provider.start(sink)
+    try:
+        await wait_until(lambda: provider.is_ready()[0])
+        with pytest.raises(HandOffError) as caught:
+            await provider.hand_off(make_sms())
+    finally:
+        await provider.stop()
+        server.close()
+        await server.wait_closed()
+
+    assert caught.value.outcome_unknown
+    assert "malformed" in caught.value.reason

@@ -6,6 +6,8 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from budstikke.channels.smpp.pdu import DataSm, DeliverSm
 from budstikke.channels.smpp.receipts import (
@@ -268,6 +270,43 @@ def test_ucs2_receipt_text() -> None:
 
     assert report is not None
     assert report.provider_ref == "42"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_receipt_text_parser_never_raises(text: str) -> None:
+    parse_receipt_text(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    short_message=st.binary(max_size=254),
+    data_coding=st.sampled_from([0, 8, 3]),
+    tlvs=st.lists(
+        st.builds(
+            Tlv,
+            st.sampled_from([0x001E, 0x0427, 0x0423, 0x0424, 0x2001]),
+            st.binary(max_size=8),
+        ),
+        max_size=4,
+    ),
+)
+def test_report_from_any_receipt_never_raises(
+    short_message: bytes, data_coding: int, tlvs: list[Tlv]
+) -> None:
+    pdu = DeliverSm(
+        esm_class=0x04, data_coding=data_coding, short_message=short_message, tlvs=tuple(tlvs)
+    )
+
+    report_from_pdu(pdu, receipt_id_base="decimal")
+
+
+@pytest.mark.parametrize("text", ["id:1 sub:²³ dlvrd:¹", "id:1 submit date:²406011200"])
+def test_non_ascii_digits_give_none(text: str) -> None:
+    parsed = parse_receipt_text(text)
+
+    assert parsed.submitted is None
+    assert parsed.submit_date is None
 
 
 # Message id matching.

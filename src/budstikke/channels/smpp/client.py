@@ -2,7 +2,7 @@
 
 Hand-off submits each part of a message as one submit_sm and returns the
 SMSC message id of every part. Receipts from any session go to the report
-sink as they arrive. A receipt can come before its submit_sm_resp; the
+sink as they arrive. A receipt can come before its submit_sm_resp. The
 provider does not hold it back, because the store keeps a report that
 matches no message yet and applies it once the message id is recorded.
 
@@ -53,6 +53,7 @@ from budstikke.channels.base import (
 from budstikke.channels.smpp.config import SmppConfig
 from budstikke.channels.smpp.errors import (
     BindError,
+    MalformedResponseError,
     PduError,
     ResponseTimeoutError,
     SessionClosedError,
@@ -88,7 +89,7 @@ logger = logging.getLogger(__name__)
 # an SMSC that accepts and at once drops connections is not hammered.
 _REBIND_PAUSE_FACTOR: Final = 1.0
 
-# A transient answer to a later part is retried inside hand_off after this pause.
+# A transient error status for a later part is retried inside hand_off after this pause.
 _PART_RETRY_PAUSE_S: Final = 1.0
 
 
@@ -388,7 +389,7 @@ class SmppProvider:
                 continue
             decision = decide_submit_status(response.command_status)
             if isinstance(response, GenericNack) and decision.action is Action.ACCEPT:
-                # generic_nack never accepts a PDU, whatever its command_status says.
+                # generic_nack never accepts a PDU, whatever its command_status.
                 decision = decide_submit_status(CommandStatus.ESME_RSYSERR)
             if decision.action is Action.ACCEPT:
                 session.pacer.on_accepted()
@@ -404,7 +405,8 @@ class SmppProvider:
             elif decision.action is Action.RETRY:
                 if accepted_before == 0:
                     raise HandOffError(
-                        f"the SMSC answered {describe_status(response.command_status)}",
+                        f"the SMSC rejected submit_sm with "
+                        f"{describe_status(response.command_status)}; retry later",
                         retry_after_s=_PART_RETRY_PAUSE_S,
                     )
                 await self._sleep_unless_stopping(
@@ -429,7 +431,7 @@ class SmppProvider:
             reason = f"the SMPP connection closed with part {index + 1} in flight: {exc}"
         except ResponseTimeoutError as exc:
             reason = str(exc)
-        except PduError as exc:
+        except MalformedResponseError as exc:
             reason = f"the response to part {index + 1} was malformed: {exc}"
         logger.warning(
             "hand-off outcome unknown",

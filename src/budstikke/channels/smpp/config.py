@@ -54,7 +54,7 @@ class SmppConfig:
     reconnect_max_s: float = 30.0
     # How long hand_off waits for a bound session before it gives up transiently.
     bind_wait_s: float = 5.0
-    # The first pause after a throttling answer; it doubles up to the maximum.
+    # The first pause after a throttling response. It doubles up to the maximum.
     throttle_pause_s: float = 0.5
     throttle_max_pause_s: float = 8.0
     # Set for an SMSC whose message ids differ only in letter case.
@@ -146,7 +146,7 @@ def _parse_query_value(setting: str, name: str, raw: str) -> object:
             raise ConfigurationError(setting, f"{name} must be true or false; got {raw!r}")
         return _BOOL_VALUES[raw.lower()]
     if name in _INT_PARAMETERS:
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise ConfigurationError(setting, f"{name} must be a whole number; got {raw!r}")
         return int(raw)
     if name in _FLOAT_PARAMETERS:
@@ -170,6 +170,12 @@ def _parse_query_value(setting: str, name: str, raw: str) -> object:
 
 
 def _check_config(config: SmppConfig) -> None:
+    """Raise ValueError naming the first setting that SMPP or this client cannot use."""
+    _check_credentials(config)
+    _check_flow_control(config)
+
+
+def _check_credentials(config: SmppConfig) -> None:
     if not config.system_id:
         raise ValueError(
             "system_id is missing: give it as the user name, smpp://system_id:password@host"
@@ -184,27 +190,33 @@ def _check_config(config: SmppConfig) -> None:
         raise ValueError(
             f"system_type is {len(config.system_type)} characters; SMPP allows at most 12"
         )
+
     for name in ("system_id", "password", "system_type"):
         value: str = getattr(config, name)
         if not value.isascii() or not value.isprintable():
             raise ValueError(f"{name} must be printable ASCII")
+
+
+def _check_flow_control(config: SmppConfig) -> None:
     if not 1 <= config.port <= 65535:
         raise ValueError(f"port must be from 1 to 65535; got {config.port}")
     if not 1 <= config.binds <= MAX_BINDS:
         raise ValueError(f"binds must be from 1 to {MAX_BINDS}; got {config.binds}")
     if not 1 <= config.window <= MAX_WINDOW:
         raise ValueError(f"window must be from 1 to {MAX_WINDOW}; got {config.window}")
+    if config.max_rate is not None and not config.max_rate > 0:
+        raise ValueError(f"max_rate must be greater than 0; got {config.max_rate}")
+
     if config.source_ton is not None and config.source_ton not in VALID_TONS:
         raise ValueError(f"source_ton must be from 0 to 6; got {config.source_ton}")
     if config.source_npi is not None and config.source_npi not in VALID_NPIS:
         raise ValueError(f"source_npi must be one of {sorted(VALID_NPIS)}; got {config.source_npi}")
-    if config.max_rate is not None and not config.max_rate > 0:
-        raise ValueError(f"max_rate must be greater than 0; got {config.max_rate}")
     if config.receipt_id_base not in RECEIPT_ID_BASES:
         raise ValueError(
             f"receipt_id_base must be one of {', '.join(RECEIPT_ID_BASES)}; "
             f"got {config.receipt_id_base!r}"
         )
+
     if config.reconnect_max_s < config.reconnect_initial_s:
         raise ValueError("reconnect_max_s must not be less than reconnect_initial_s")
     if config.throttle_max_pause_s < config.throttle_pause_s:

@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 S = CommandStatus
 
-# A receipt the ESME does not answer within this time is sent again later.
+# A receipt without deliver_sm_resp within this time is sent again later.
 RECEIPT_RESPONSE_TIMEOUT_S = 5.0
 _RECEIPT_RETRY_S = 0.1
 
@@ -102,7 +102,7 @@ class DevSmscOptions:
     response_delay_s: float = 0.0
     answer_submits: bool = True
     answer_enquire_link: bool = True
-    # Unanswered submit_sm per connection beyond which ESME_RMSGQFUL answers.
+    # Unanswered submit_sm per connection beyond which submits get ESME_RMSGQFUL.
     window: int | None = None
     # Send enquire_link to bound ESMEs this often.
     enquire_link_s: float | None = None
@@ -488,6 +488,7 @@ class DevSmsc:
     # Concatenated parts.
 
     def _check_concatenation(self, pdu: SubmitSm) -> Violation | None:
+        """Check a part against the first accepted part with the same addresses and reference."""
         if not pdu.esm_class & 0x40:
             return None
         header = parse_user_data_header(pdu.short_message)
@@ -497,6 +498,7 @@ class DevSmsc:
         first = self._open_concatenations.get(key)
         if first is None:
             return None
+
         first_pdu = first[0]
         first_header = parse_user_data_header(first_pdu.short_message)
         assert isinstance(first_header, Concatenation)
@@ -515,6 +517,7 @@ class DevSmsc:
         ]
         if first_header.total != header.total:
             differences.append("total parts")
+
         if differences:
             return Violation(
                 S.ESME_RSUBMITFAIL,

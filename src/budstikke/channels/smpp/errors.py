@@ -12,7 +12,7 @@ class SmppError(BudstikkeError):
 class PduError(SmppError):
     """A PDU could not be decoded or encoded.
 
-    `command_status` is the SMPP error code a peer should answer with
+    `command_status` is the SMPP error code a peer should respond with
     (ESME_RINVCMDLEN for framing and length faults, ESME_RINVCMDID for an
     unknown command). `sequence_number` is set when the header could be read,
     so an error response can refer to the request. `resynchronisable` is False
@@ -49,12 +49,16 @@ class SessionClosedError(SmppError):
         self.written = written
 
 
+class MalformedResponseError(SmppError):
+    """The SMSC answered a request with a response that breaks SMPP: an unknown outcome."""
+
+
 class ResponseTimeoutError(SmppError):
     """A request was written but its response did not arrive in time: an unknown outcome."""
 
 
 class BindError(SmppError):
-    """The SMSC rejected bind_transceiver or did not answer it."""
+    """The SMSC rejected bind_transceiver or sent no response to it."""
 
     def __init__(self, message: str, *, command_status: int | None = None) -> None:
         super().__init__(message)

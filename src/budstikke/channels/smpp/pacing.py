@@ -1,4 +1,4 @@
-"""Spacing of submit_sm on one bind: a configured rate, slowed down by throttling answers."""
+"""Spacing of submit_sm on one bind: a configured rate, slowed down by throttling responses."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ RECOVERY_FACTOR: Final = 0.9
 class Pacer:
     """Decides when the next submit_sm on a bind may go out.
 
-    `max_rate` is in messages per second (None: no limit). A throttling answer
-    (ESME_RTHROTTLED, ESME_RMSGQFUL) pauses the bind for `pause_s`, which
-    doubles up to `max_pause_s` while throttling continues after each pause,
-    and doubles the spacing between submits; accepted submits undo both step
-    by step.
+    `max_rate` is in messages per second (None: no limit). A throttling
+    response (ESME_RTHROTTLED, ESME_RMSGQFUL) pauses the bind for `pause_s`,
+    which doubles up to `max_pause_s` while throttling continues after each
+    pause, and doubles the spacing between submits. Accepted submits undo
+    both step by step.
     """
 
     def __init__(
@@ -75,11 +75,11 @@ class Pacer:
             return
 
     def on_throttled(self) -> float | None:
-        """Slow the bind down after a throttling answer.
+        """Slow the bind down after a throttling response.
 
         Returns the new pause in seconds, or None when the bind was already
-        paused: answers that arrive during a pause belong to the same overload
-        (submits that were in flight together) and do not slow it further.
+        paused. Responses that arrive during a pause belong to the same
+        overload (submits that were in flight together) and do not slow it further.
         """
         now = self._clock()
         if now < self._paused_until:

@@ -13,7 +13,7 @@ Limits enforced on both directions:
 - short_message is at most 254 octets (sm_length is one octet; SMPP 3.4 5.2.21).
 
 submit_multi and its response are not implemented: the decoder rejects them
-with ESME_RINVCMDID, which is how an SMSC without distribution support answers.
+with ESME_RINVCMDID, as an SMSC without distribution lists does.
 """
 
 from __future__ import annotations
@@ -125,9 +125,9 @@ class Pdu:
     """Header fields and optional parameters common to every PDU."""
 
     command_id: ClassVar[CommandId]
-    # SMPP 3.4 says a response with a non-zero command_status has no body
-    # (bind responses and submit_sm_resp); the encoder omits it and the
-    # decoder accepts it either way.
+    # In SMPP 3.4 a bind response or submit_sm_resp with a non-zero
+    # command_status has no body. The encoder omits it, and the decoder
+    # accepts it with or without one.
     omit_body_on_error: ClassVar[bool] = False
 
     sequence_number: int = 0
@@ -405,7 +405,7 @@ PDU_TYPES: Final[dict[int, type[Pdu]]] = {
     )
 }
 
-# The response type of each request, for building answers and matching them.
+# The response type of each request, for building responses and matching them.
 RESPONSE_TYPES: Final[dict[int, type[Pdu]]] = {
     command_id: PDU_TYPES[command_id | RESPONSE_BIT]
     for command_id in PDU_TYPES

@@ -119,7 +119,7 @@ def parse_receipt_text(text: str) -> ReceiptText:
 
 
 def _parse_count(value: str | None) -> int | None:
-    if value is None or not value.isdigit():
+    if value is None or not (value.isascii() and value.isdigit()):
         return None
     return int(value)
 
@@ -130,7 +130,7 @@ def parse_receipt_date(value: str | None) -> datetime | None:
     NOTE: receipt dates carry no zone. Most SMSCs write UTC, but some write
     their local time, which this reads as UTC.
     """
-    if value is None or not value.isdigit() or len(value) not in (10, 12):
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) not in (10, 12):
         return None
     seconds = int(value[10:12]) if len(value) == 12 else 0
     try:
@@ -168,8 +168,8 @@ def report_from_pdu(
 ) -> DeliveryReport | None:
     """Build the delivery report a receipt PDU carries.
 
-    Returns None when the PDU is no receipt or names no message id; the
-    caller still answers it. A receipt with an unknown stat word gives a
+    Returns None when the PDU is no receipt or names no message id. The
+    caller still sends its response. A receipt with an unknown stat word gives a
     report with status None (not final), and a warning is logged. The
     message id is converted with `normalise_receipt_id`.
     """
@@ -242,7 +242,7 @@ def _network_error_code(pdu: DeliverSm | DataSm) -> str | None:
 
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
-# How an SMSC writes the message id in receipts compared with submit_sm_resp.
+# Bases in which an SMSC may write receipt message ids, relative to submit_sm_resp.
 RECEIPT_ID_BASES: Final = ("same", "decimal", "hex")
 
 
@@ -274,8 +274,8 @@ def reference_keys(message_id: str, *, case_sensitive: bool = False) -> tuple[st
 def normalise_receipt_id(message_id: str, receipt_id_base: str) -> str:
     """Write a receipt's message id in the base of the submit_sm_resp ids.
 
-    `receipt_id_base` "decimal" means the SMSC answers submit_sm with a
-    hexadecimal id and writes it in decimal in receipts (10597059 for
+    `receipt_id_base` "decimal" means the SMSC returns a hexadecimal id in
+    submit_sm_resp and writes it in decimal in receipts (10597059 for
     00A1B2C3), so a decimal id is converted to upper-case hexadecimal.
     "hex" is the reverse. "same" and ids that do not fit the base are
     returned trimmed and unchanged.

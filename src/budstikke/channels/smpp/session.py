@@ -23,6 +23,7 @@ from typing import Final
 from budstikke.channels.base import DeliveryReport
 from budstikke.channels.smpp.errors import (
     BindError,
+    MalformedResponseError,
     PduError,
     ResponseTimeoutError,
     SessionClosedError,
@@ -55,8 +56,8 @@ logger = logging.getLogger(__name__)
 ReportHandler = Callable[[DeliveryReport], Awaitable[None]]
 
 # Receipts are handed to the report sink concurrently, up to this many at a
-# time per session; beyond that the session stops reading, which pushes back
-# on the SMSC through TCP.
+# time per session. Beyond that the session stops reading, so TCP flow
+# control slows the SMSC down.
 MAX_CONCURRENT_RECEIPTS: Final = 64
 
 # An unbind on shutdown waits at most this long for unbind_resp.
@@ -115,7 +116,7 @@ class SmppSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader_task: asyncio.Task[None] | None = None
         self._logged_unknown_tags: set[int] = set()
-        # submit_sm written and not answered yet, and submit_sm waiting for the window.
+        # submit_sm written and still without a response, and submit_sm waiting for the window.
         self.outstanding = 0
         self.waiting = 0
         self.max_outstanding_seen = 0
@@ -155,8 +156,9 @@ class SmppSession:
         """Send a request and return its response (or a generic_nack).
 
         Raises SessionClosedError (with `written` telling whether the request
-        went out), ResponseTimeoutError after the response timeout, and
-        PduError when the request cannot be encoded or the response is malformed.
+        went out), ResponseTimeoutError after the response timeout,
+        MalformedResponseError for a response that breaks SMPP, and PduError
+        when the request cannot be encoded (before anything is written).
         """
         if self._closed.is_set():
             raise SessionClosedError(f"{self.label} is closed: {self._close_reason}", written=False)
@@ -193,9 +195,9 @@ class SmppSession:
         """Send a submit_sm within the window and pacing; return its response or a generic_nack.
 
         `before_send` gets the PDU once the window and pacing allow it to go
-        out and returns the PDU to write, so time-dependent fields (the
-        validity period) are current; an exception from it means nothing was
-        written and propagates.
+        out and returns the PDU to write, so time-dependent fields such as the
+        validity period are current. An exception from it propagates, and
+        nothing is written.
         """
         self.waiting += 1
         try:
@@ -229,7 +231,7 @@ class SmppSession:
         )
         try:
             response = await self.request(request)
-        except (ResponseTimeoutError, SessionClosedError) as exc:
+        except (ResponseTimeoutError, SessionClosedError, MalformedResponseError) as exc:
             raise BindError(f"{self.label}: bind_transceiver failed: {exc}") from exc
         if response.command_status != CommandStatus.ESME_ROK:
             raise BindError(
@@ -238,7 +240,7 @@ class SmppSession:
                 command_status=response.command_status,
             )
         if isinstance(response, GenericNack):
-            raise BindError(f"{self.label}: the SMSC answered bind_transceiver with generic_nack")
+            raise BindError(f"{self.label}: the SMSC rejected bind_transceiver with generic_nack")
         self._bound = True
         self._spawn(self._enquire_link_loop(), "enquire_link")
 
@@ -260,7 +262,7 @@ class SmppSession:
                     )
                 )
         self._pending.clear()
-        # Wake every submit waiting for the window; each sees the session closed.
+        # Wake every submit waiting for the window, so each raises SessionClosedError.
         for _ in range(self.waiting + self.settings.window):
             self._window.release()
         current = asyncio.current_task()
@@ -285,7 +287,9 @@ class SmppSession:
     async def unbind_and_close(self) -> None:
         """Unbind politely when bound, then close."""
         if self.is_bound:
-            with contextlib.suppress(SessionClosedError, ResponseTimeoutError, PduError):
+            with contextlib.suppress(
+                SessionClosedError, ResponseTimeoutError, MalformedResponseError
+            ):
                 await self.request(
                     Unbind(), timeout_s=min(UNBIND_TIMEOUT_S, self.settings.response_timeout_s)
                 )
@@ -371,10 +375,8 @@ class SmppSession:
             pending.future.set_result(response)
             return
         pending.future.set_exception(
-            PduError(
-                f"{response.name} does not answer command 0x{pending.command_id:08X}",
-                command_status=CommandStatus.ESME_RINVCMDID,
-                sequence_number=response.sequence_number,
+            MalformedResponseError(
+                f"{response.name} is not a response to command 0x{pending.command_id:08X}"
             )
         )
 
@@ -385,10 +387,10 @@ class SmppSession:
         )
         sequence_number = exc.sequence_number or 0
         if exc.command_id is not None and exc.command_id & 0x80000000:
-            # Never answer a response; fail the request it belonged to.
+            # A response gets no response. Fail the request it belonged to.
             pending = self._pending.get(sequence_number)
             if pending is not None and not pending.future.done():
-                pending.future.set_exception(exc)
+                pending.future.set_exception(MalformedResponseError(str(exc)))
             return
         self._send(GenericNack(sequence_number=sequence_number, command_status=exc.command_status))
 
@@ -466,7 +468,7 @@ class SmppSession:
                 )
                 self._shutdown("no answer to enquire_link")
                 return
-            except (SessionClosedError, PduError):
+            except (SessionClosedError, MalformedResponseError):
                 return
 
 

@@ -78,7 +78,7 @@ def describe_status(command_status: int) -> str:
 
 
 class Action(Enum):
-    """What the client does after a submit_sm_resp (or generic_nack) with a given status."""
+    """Client action after a submit_sm_resp (or generic_nack) with a given status."""
 
     # The SMSC accepted the part.
     ACCEPT = "accept"
@@ -109,13 +109,13 @@ _INVALID_RECIPIENT: Final = StatusDecision(
 
 S = CommandStatus
 
-# The decision for a submit_sm answered with each status. Codes that concern
-# our own PDU fields (flags, lengths, TLVs) are permanent because sending the
-# same PDU again gets the same answer.
+# The decision for a submit_sm rejected with each status. Codes about our own
+# PDU fields (flags, lengths, TLVs) are permanent, because the same PDU sent
+# again gets the same status.
 SUBMIT_DECISIONS: Final[dict[CommandStatus, StatusDecision]] = {
     S.ESME_ROK: _ACCEPT,
-    # Overload: the SMSC asks the client to slow down (gosmpp and Vumi treat
-    # "message queue full" the same way as throttling).
+    # Overload. A full message queue at the SMSC is temporary, like throttling,
+    # so both slow the bind down and send the part again.
     S.ESME_RTHROTTLED: _THROTTLE,
     S.ESME_RMSGQFUL: _THROTTLE,
     # Transient SMSC-side faults.
@@ -177,7 +177,7 @@ del S
 
 
 def decide_submit_status(command_status: int) -> StatusDecision:
-    """Return what to do with a submit_sm answered with `command_status`."""
+    """Return the decision for a submit_sm_resp with `command_status`."""
     try:
         return SUBMIT_DECISIONS[CommandStatus(command_status)]
     except ValueError:
