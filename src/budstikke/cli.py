@@ -264,7 +264,7 @@ def apikey_list() -> None:
 @apikey.command("revoke")
 @click.argument("key_id")
 def apikey_revoke(key_id: str) -> None:
-    """Revoke the API key with id KEY_ID; it stops working at once."""
+    """Revoke the API key with id KEY_ID; running servers refuse it within 1 s."""
     from budstikke.store.api_keys import revoke_api_key
 
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from budstikke.api.jwks import InvalidTokenError, JwksVerifier
+from budstikke.api.key_cache import KeyCache
 from budstikke.store.api_keys import KEY_MARKER, find_key_owner
 from budstikke.store.database import Database
 
@@ -26,9 +27,12 @@ class AccessDenied(Exception):
 
 
 class Authenticator:
-    def __init__(self, database: Database, jwks: JwksVerifier | None) -> None:
+    def __init__(
+        self, database: Database, jwks: JwksVerifier | None, key_cache: KeyCache | None = None
+    ) -> None:
         self.database = database
         self.jwks = jwks
+        self.key_cache = key_cache or KeyCache()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """Return the caller for an Authorization header value, or raise 401/403 errors."""
@@ -43,9 +47,12 @@ class Authenticator:
         return await self._authenticate_jwt(token)
 
     async def _authenticate_key(self, key: str) -> Principal:
-        owner = await find_key_owner(self.database, key)
+        owner = self.key_cache.get(key)
         if owner is None:
-            raise AuthenticationFailed("unknown or revoked API key")
+            owner = await find_key_owner(self.database, key)
+            if owner is None:
+                raise AuthenticationFailed("unknown or revoked API key")
+            self.key_cache.remember(key, owner)
         if CREATE_SCOPE not in owner.scopes:
             raise AccessDenied(f"the API key lacks the scope {CREATE_SCOPE}")
         return Principal(creator=owner.creator)
