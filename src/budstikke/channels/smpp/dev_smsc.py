@@ -244,11 +244,11 @@ class DevSmsc:
     # Fault injection.
 
     def throttle_next(self, count: int, status: int = S.ESME_RTHROTTLED) -> None:
-        """Answer the next `count` valid submit_sm with a throttling status."""
+        """Reject the next `count` valid submit_sm with a throttling status."""
         self._forced_statuses.extend([status] * count)
 
     def fail_next(self, count: int, status: int) -> None:
-        """Answer the next `count` valid submit_sm with `status`."""
+        """Respond to the next `count` valid submit_sm with `status`."""
         self._forced_statuses.extend([status] * count)
 
     def reject_binds(self, status: int | None = S.ESME_RBINDFAIL) -> None:

@@ -50,7 +50,7 @@ class SessionClosedError(SmppError):
 
 
 class MalformedResponseError(SmppError):
-    """The SMSC answered a request with a response that breaks SMPP: an unknown outcome."""
+    """The SMSC sent a response that breaks SMPP: the request has an unknown outcome."""
 
 
 class ResponseTimeoutError(SmppError):

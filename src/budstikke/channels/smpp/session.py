@@ -199,6 +199,8 @@ class SmppSession:
         validity period are current. An exception from it propagates, and
         nothing is written.
         """
+        if self._closed.is_set():
+            raise SessionClosedError(f"{self.label} is closed: {self._close_reason}", written=False)
         self.waiting += 1
         try:
             await self._window.acquire()
@@ -395,9 +397,9 @@ class SmppSession:
         self._send(GenericNack(sequence_number=sequence_number, command_status=exc.command_status))
 
     async def _handle_message(self, pdu: DeliverSm | DataSm) -> None:
-        """Pass a receipt to the report handler, then answer it.
+        """Pass a receipt to the report handler, then send its response.
 
-        A handler failure answers ESME_RX_T_APPN, so the SMSC keeps the
+        A handler failure responds with ESME_RX_T_APPN, so the SMSC keeps the
         receipt and delivers it again later.
         """
         async with self._receipt_slots:
