@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from budstikke.channels.base import Provider
+from budstikke.cli_client import client_commands
 from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
 from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
@@ -61,6 +62,10 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @click.version_option(package_name="budstikke")
 def main() -> None:
     """budstikke: instant SMS and email notifications for OTP and alerts."""
+
+
+for client_command in client_commands():
+    main.add_command(client_command)
 
 
 @main.command(epilog=describe_settings())

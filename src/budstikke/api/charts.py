@@ -131,12 +131,18 @@ def render_grid(scale: Scale, format_value: Callable[[float], str]) -> list[str]
 def render_x_labels(x_labels: Sequence[str], x_of: Callable[[int], float]) -> list[str]:
     # About six labels fit under the chart without overlapping.
     every = max(len(x_labels) // 6, 1)
-    return [
-        f'<text x="{x_of(index):.1f}" y="{HEIGHT - 8}" text-anchor="middle" class="axis">'
-        f"{escape(label)}</text>"
-        for index, label in enumerate(x_labels)
-        if index % every == 0 or index == len(x_labels) - 1
-    ]
+    last = len(x_labels) - 1
+    parts = []
+    for index, label in enumerate(x_labels):
+        if index % every and index != last:
+            continue
+        # The first and last labels align with the plot's edges so none is cut off.
+        anchor = "start" if index == 0 else "end" if index == last else "middle"
+        parts.append(
+            f'<text x="{x_of(index):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" class="axis">'
+            f"{escape(label)}</text>"
+        )
+    return parts
 
 
 def render_series(

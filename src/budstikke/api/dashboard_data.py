@@ -154,8 +154,8 @@ def latency_chart(minutes: Sequence[datetime], stats: Sequence[MinuteStats]) -> 
             p95.append(None)
             maximum.append(None)
             continue
-        p50.append(estimate_quantile([item], 0.5))
-        p95.append(estimate_quantile([item], 0.95))
+        p50.append(estimate_quantile([item], 0.5, maximum=item.latency_max_s))
+        p95.append(estimate_quantile([item], 0.95, maximum=item.latency_max_s))
         maximum.append(item.latency_max_s)
     return render_line_chart(
         "latency",
@@ -175,7 +175,7 @@ def hour_totals(stats: Sequence[MinuteStats]) -> dict[str, str]:
     created = sum(item.created for item in stats)
     handed_off = sum(item.handed_off for item in stats)
     failed = sum(item.failed for item in stats)
-    p95 = estimate_quantile(stats, 0.95)
+    p95 = estimate_quantile(stats, 0.95, maximum=max((i.latency_max_s for i in stats), default=0))
     return {
         "stored": str(created),
         "handed off": str(handed_off),

@@ -32,7 +32,10 @@ FAILED_STATUSES = [
 
 # Upper bounds, in seconds, of the hand-off latency buckets that the
 # dashboard's per-minute percentiles are estimated from.
-LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+LATENCY_BUCKETS_S = (
+    *(0.001, 0.0025, 0.005),
+    *(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,13 +256,23 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def estimate_quantile(stats: Sequence[MinuteStats], quantile: float) -> float | None:
+def estimate_quantile(
+    stats: Sequence[MinuteStats], quantile: float, *, maximum: float | None = None
+) -> float | None:
     """Estimate a latency quantile over some minutes from their buckets, as Prometheus does.
 
-    Interpolates linearly inside the bucket that holds the quantile. Returns
+    Interpolates linearly inside the bucket that holds the quantile, and
+    never returns more than `maximum`, the largest latency measured. Returns
     None without handed-off notifications; a quantile above the last bucket
     returns that bucket's bound.
     """
+    estimate = _interpolate_quantile(stats, quantile)
+    if estimate is None or maximum is None:
+        return estimate
+    return min(estimate, maximum)
+
+
+def _interpolate_quantile(stats: Sequence[MinuteStats], quantile: float) -> float | None:
     total = sum(item.handed_off for item in stats)
     if total == 0:
         return None
