@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 from uuid import UUID
 
-from budstikke.domain.statuses import Channel, NotificationStatus
+from budstikke.domain.statuses import Channel, NotificationStatus, Priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class OutgoingSms:
     sender: str  # alphanumeric (at most 11 GSM characters) or a number of up to 15 digits
     body: str
     expires_at: datetime  # UTC; the provider must not accept it after this
+    # Regular messages may not take the share of capacity kept for instant ones.
+    priority: Priority = Priority.INSTANT
 
     channel: Literal[Channel.SMS] = field(default=Channel.SMS, init=False)
 
@@ -31,6 +33,7 @@ class OutgoingEmail:
     body: str
     content_type: Literal["Plain", "Html"]
     expires_at: datetime  # UTC
+    priority: Priority = Priority.INSTANT
 
     channel: Literal[Channel.EMAIL] = field(default=Channel.EMAIL, init=False)
 

@@ -9,7 +9,6 @@ transient failure (retried while the TTL lasts) and a final status.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import socket
@@ -23,6 +22,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 import aiosmtplib
 
 from budstikke.channels.base import HandOffReceipt, OutgoingEmail, OutgoingMessage, ReportSink
+from budstikke.channels.priority_slots import PrioritySlots, reserved_slots
 from budstikke.channels.smtp_message import build_message, serialize_message
 from budstikke.domain.email_address import (
     EmailAddress,
@@ -56,7 +56,10 @@ class TlsMode(StrEnum):
 
 
 _DEFAULT_PORTS: Final = {TlsMode.STARTTLS: 587, TlsMode.IMPLICIT: 465, TlsMode.NONE: 25}
-_QUERY_PARAMETERS: Final = ("tls", "timeout_s", "connections", "local_hostname")
+_QUERY_PARAMETERS: Final = ("tls", "timeout_s", "connections", "local_hostname", "instant_share")
+# With the default 4 connections this keeps one for instant messages.
+DEFAULT_INSTANT_SHARE: Final = 0.05
+MAX_INSTANT_SHARE: Final = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,8 @@ class SmtpSettings:
     connections: int = 4
     # The name sent in EHLO. None means socket.gethostname().
     local_hostname: str | None = None
+    # Share of the connections (rounded up, but never all) kept for instant messages.
+    instant_share: float = DEFAULT_INSTANT_SHARE
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -115,6 +120,7 @@ class SmtpSettings:
             timeout_s=_parse_timeout(options.get("timeout_s", "10")),
             connections=_parse_connections(options.get("connections", "4")),
             local_hostname=_parse_local_hostname(options.get("local_hostname")),
+            instant_share=_parse_instant_share(options.get("instant_share")),
         )
 
     @property
@@ -188,6 +194,18 @@ def _parse_connections(value: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         _invalid_url(f"connections={value!r} must be a whole number of at least 1")
     return int(value)
+
+
+def _parse_instant_share(value: str | None) -> float:
+    if value is None:
+        return DEFAULT_INSTANT_SHARE
+    try:
+        share = float(value)
+    except ValueError:
+        share = math.nan
+    if not 0 <= share <= MAX_INSTANT_SHARE:
+        _invalid_url(f"instant_share={value!r} must be a number from 0 to {MAX_INSTANT_SHARE}")
+    return share
 
 
 def _parse_local_hostname(value: str | None) -> str | None:
@@ -369,7 +387,9 @@ class SmtpProvider:
         """`tls_context` verifies the server certificate. None means the system's trusted CAs."""
         self._settings = settings
         self._tls_context = tls_context
-        self._slots = asyncio.Semaphore(settings.connections)
+        self._slots = PrioritySlots(
+            settings.connections, reserved_slots(settings.connections, settings.instant_share)
+        )
         self._idle: list[aiosmtplib.SMTP] = []
         self._not_ready_reason = ""
         self._warned_plain_credentials = False
@@ -410,7 +430,7 @@ class SmtpProvider:
         }
         try:
             prepared = _prepare(message)
-            async with self._slots:
+            async with self._slots.hold(message.priority):
                 receipt = await self._send(prepared)
         except SmtpHandOffError as error:
             _log_failure(error, log_context)

@@ -15,6 +15,7 @@ def build_message(claimed: ClaimedNotification) -> OutgoingMessage:
             sender=claimed.sender,
             body=claimed.body,
             expires_at=claimed.expires_at,
+            priority=claimed.priority,
         )
     return OutgoingEmail(
         notification_id=claimed.id,
@@ -24,4 +25,5 @@ def build_message(claimed: ClaimedNotification) -> OutgoingMessage:
         body=claimed.body,
         content_type="Html" if claimed.content_type == "Html" else "Plain",
         expires_at=claimed.expires_at,
+        priority=claimed.priority,
     )

@@ -139,6 +139,7 @@ class SmppProvider:
             throttle_pause_s=config.throttle_pause_s,
             throttle_max_pause_s=config.throttle_max_pause_s,
             receipt_id_base=config.receipt_id_base,
+            instant_share=config.instant_share,
         )
 
     @classmethod
@@ -424,7 +425,11 @@ class SmppProvider:
     ) -> Pdu | None:
         """Send one submit_sm; return its response, or None when it never left and may be resent."""
         try:
-            return await session.submit(part, lambda pdu: _current_validity(message, index, pdu))
+            return await session.submit(
+                part,
+                lambda pdu: _current_validity(message, index, pdu),
+                priority=message.sms.priority,
+            )
         except SessionClosedError as exc:
             if not exc.written:
                 return None

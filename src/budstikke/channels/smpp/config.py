@@ -26,6 +26,12 @@ VALID_NPIS: Final = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})
 MAX_WINDOW: Final = 1000
 MAX_BINDS: Final = 64
 
+# With the default window of 10 this keeps one submit free for instant
+# messages, and regular messages get 95 % of max_rate.
+DEFAULT_INSTANT_SHARE: Final = 0.05
+# Regular messages keep at least this share, so a backlog of them still drains.
+MAX_INSTANT_SHARE: Final = 0.9
+
 
 @dataclass(frozen=True, slots=True)
 class SmppConfig:
@@ -62,6 +68,9 @@ class SmppConfig:
     # How receipts write message ids compared with submit_sm_resp: "same",
     # "decimal" (receipts in decimal, responses in hex) or "hex" (the reverse).
     receipt_id_base: str = "same"
+    # Share of each bind's window (rounded up to whole submits) and of its
+    # max_rate that regular messages leave free for instant ones.
+    instant_share: float = DEFAULT_INSTANT_SHARE
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -79,7 +88,8 @@ class SmppConfig:
         Query parameters: binds, system_type, window, max_rate, source_ton,
         source_npi, enquire_link_s, response_timeout_s, connect_timeout_s,
         reconnect_initial_s, reconnect_max_s, bind_wait_s, throttle_pause_s,
-        throttle_max_pause_s, case_sensitive_ids, receipt_id_base. Raises ConfigurationError
+        throttle_max_pause_s, case_sensitive_ids, receipt_id_base, instant_share.
+        Raises ConfigurationError
         naming `setting` for anything invalid; the message never contains
         the password.
         """
@@ -141,6 +151,17 @@ _BOOL_VALUES: Final = {
 def _parse_query_value(setting: str, name: str, raw: str) -> object:
     if name in ("system_type", "receipt_id_base"):
         return raw
+    if name == "instant_share":
+        try:
+            share = float(raw)
+        except ValueError:
+            share = math.nan
+        if not 0 <= share <= MAX_INSTANT_SHARE:
+            raise ConfigurationError(
+                setting,
+                f"instant_share must be a number from 0 to {MAX_INSTANT_SHARE}; got {raw!r}",
+            )
+        return share
     if name == "case_sensitive_ids":
         if raw.lower() not in _BOOL_VALUES:
             raise ConfigurationError(setting, f"{name} must be true or false; got {raw!r}")
@@ -162,7 +183,7 @@ def _parse_query_value(setting: str, name: str, raw: str) -> object:
     known = sorted(
         _INT_PARAMETERS
         | _FLOAT_PARAMETERS
-        | {"system_type", "case_sensitive_ids", "receipt_id_base"}
+        | {"system_type", "case_sensitive_ids", "receipt_id_base", "instant_share"}
     )
     raise ConfigurationError(
         setting, f"unknown query parameter {name!r}; known: {', '.join(known)}"
@@ -206,6 +227,10 @@ def _check_flow_control(config: SmppConfig) -> None:
         raise ValueError(f"window must be from 1 to {MAX_WINDOW}; got {config.window}")
     if config.max_rate is not None and not config.max_rate > 0:
         raise ValueError(f"max_rate must be greater than 0; got {config.max_rate}")
+    if not 0 <= config.instant_share <= MAX_INSTANT_SHARE:
+        raise ValueError(
+            f"instant_share must be from 0 to {MAX_INSTANT_SHARE}; got {config.instant_share}"
+        )
 
     if config.source_ton is not None and config.source_ton not in VALID_TONS:
         raise ValueError(f"source_ton must be from 0 to 6; got {config.source_ton}")

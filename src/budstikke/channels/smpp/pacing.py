@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from budstikke.domain.statuses import Priority
+
 # Once throttled, submits on the bind are at least this far apart even
 # without a configured rate, and the spacing doubles on each further throttle.
 THROTTLED_MIN_INTERVAL_S: Final = 0.01
@@ -15,6 +17,10 @@ THROTTLED_MAX_INTERVAL_S: Final = 1.0
 # Each accepted submit shortens a throttled spacing by this factor, so the bind
 # returns to its configured rate after some tens of accepted messages.
 RECOVERY_FACTOR: Final = 0.9
+
+# A regular submit that finds an instant one waiting for the same free slot
+# steps back for this long at least, so the instant one goes first.
+REGULAR_YIELD_S: Final = 0.001
 
 
 class Pacer:
@@ -25,6 +31,10 @@ class Pacer:
     which doubles up to `max_pause_s` while throttling continues after each
     pause, and doubles the spacing between submits. Accepted submits undo
     both step by step.
+
+    Instant submits take the next slot ahead of any waiting regular submit.
+    Regular submits are also spaced out to at most `1 - instant_share` of
+    the current rate, so that share stays free for instant messages.
     """
 
     def __init__(
@@ -34,7 +44,10 @@ class Pacer:
         pause_s: float = 0.5,
         max_pause_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
+        instant_share: float = 0.0,
     ) -> None:
+        if not 0 <= instant_share < 1:
+            raise ValueError(f"instant_share must be from 0 to below 1; got {instant_share}")
         self._base_interval_s = 1.0 / max_rate if max_rate else 0.0
         self._interval_s = self._base_interval_s
         self._initial_pause_s = pause_s
@@ -43,6 +56,9 @@ class Pacer:
         self._clock = clock
         self._next_send_at = 0.0
         self._paused_until = 0.0
+        self._regular_share = 1.0 - instant_share
+        self._next_regular_at = 0.0
+        self._instant_waiting = 0
 
     @property
     def interval_s(self) -> float:
@@ -52,27 +68,47 @@ class Pacer:
     def paused_until(self) -> float:
         return self._paused_until
 
-    def delay_s(self) -> float:
-        """Return how long the next submit has to wait from now."""
+    def delay_s(self, priority: Priority = Priority.INSTANT) -> float:
+        """Return how long the next submit of this priority has to wait from now."""
         now = self._clock()
-        return max(0.0, self._next_send_at - now, self._paused_until - now)
+        delay = max(0.0, self._next_send_at - now, self._paused_until - now)
+        if priority > Priority.INSTANT:
+            delay = max(delay, self._next_regular_at - now)
+        return delay
 
-    async def wait(self, cancel_event: asyncio.Event | None = None) -> None:
+    async def wait(
+        self, cancel_event: asyncio.Event | None = None, priority: Priority = Priority.INSTANT
+    ) -> None:
         """Wait for the next send slot and take it; return early when `cancel_event` is set."""
-        while True:
-            delay = self.delay_s()
-            if delay <= 0:
-                self._next_send_at = self._clock() + self._interval_s
+        instant = priority <= Priority.INSTANT
+        if instant:
+            self._instant_waiting += 1
+        try:
+            while True:
+                delay = self.delay_s(priority)
+                if delay <= 0 and (instant or self._instant_waiting == 0):
+                    self._take_slot(instant)
+                    return
+                if delay <= 0:
+                    delay = max(self._interval_s, REGULAR_YIELD_S)
+                if cancel_event is None:
+                    await asyncio.sleep(delay)
+                    continue
+                try:
+                    async with asyncio.timeout(delay):
+                        await cancel_event.wait()
+                except TimeoutError:
+                    continue
                 return
-            if cancel_event is None:
-                await asyncio.sleep(delay)
-                continue
-            try:
-                async with asyncio.timeout(delay):
-                    await cancel_event.wait()
-            except TimeoutError:
-                continue
-            return
+        finally:
+            if instant:
+                self._instant_waiting -= 1
+
+    def _take_slot(self, instant: bool) -> None:
+        now = self._clock()
+        self._next_send_at = now + self._interval_s
+        if not instant and self._interval_s > 0:
+            self._next_regular_at = now + self._interval_s / self._regular_share
 
     def on_throttled(self) -> float | None:
         """Slow the bind down after a throttling response.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from budstikke.channels.base import DeliveryReport
+from budstikke.channels.priority_slots import PrioritySlots, reserved_slots
 from budstikke.channels.smpp.errors import (
     BindError,
     MalformedResponseError,
@@ -50,6 +51,7 @@ from budstikke.channels.smpp.pdu import (
 from budstikke.channels.smpp.receipts import is_receipt, report_from_pdu
 from budstikke.channels.smpp.status_codes import CommandStatus, describe_status
 from budstikke.channels.smpp.tlv import is_known_tag
+from budstikke.domain.statuses import Priority
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,8 @@ class SessionSettings:
     throttle_pause_s: float = 0.5
     throttle_max_pause_s: float = 8.0
     receipt_id_base: str = "same"
+    # Share of the window and of max_rate that regular messages leave to instant ones.
+    instant_share: float = 0.0
 
 
 @dataclass(slots=True)
@@ -102,12 +106,15 @@ class SmppSession:
             settings.max_rate,
             pause_s=settings.throttle_pause_s,
             max_pause_s=settings.throttle_max_pause_s,
+            instant_share=settings.instant_share,
         )
         self._reader = reader
         self._writer = writer
         self._on_report = on_report
         self._pending: dict[int, _PendingRequest] = {}
-        self._window = asyncio.Semaphore(settings.window)
+        self._window = PrioritySlots(
+            settings.window, reserved_slots(settings.window, settings.instant_share)
+        )
         self._receipt_slots = asyncio.Semaphore(MAX_CONCURRENT_RECEIPTS)
         self._closed = asyncio.Event()
         self._close_reason = ""
@@ -190,24 +197,28 @@ class SmppSession:
             self._pending.pop(sequence_number, None)
 
     async def submit(
-        self, pdu: SubmitSm, before_send: Callable[[SubmitSm], SubmitSm] | None = None
+        self,
+        pdu: SubmitSm,
+        before_send: Callable[[SubmitSm], SubmitSm] | None = None,
+        priority: Priority = Priority.INSTANT,
     ) -> Pdu:
         """Send a submit_sm within the window and pacing; return its response or a generic_nack.
 
         `before_send` gets the PDU once the window and pacing allow it to go
         out and returns the PDU to write, so time-dependent fields such as the
         validity period are current. An exception from it propagates, and
-        nothing is written.
+        nothing is written. A regular `priority` leaves the share of the
+        window and rate kept for instant messages to them.
         """
         if self._closed.is_set():
             raise SessionClosedError(f"{self.label} is closed: {self._close_reason}", written=False)
         self.waiting += 1
         try:
-            await self._window.acquire()
+            await self._window.acquire(priority)
         finally:
             self.waiting -= 1
         try:
-            await self.pacer.wait(self._closed)
+            await self.pacer.wait(self._closed, priority)
             if self._closed.is_set():
                 raise SessionClosedError(
                     f"{self.label} closed before the submit went out: {self._close_reason}",
@@ -222,7 +233,7 @@ class SmppSession:
             finally:
                 self.outstanding -= 1
         finally:
-            self._window.release()
+            self._window.release(priority)
 
     async def bind(self) -> None:
         """Send bind_transceiver and wait for its response, raising BindError on failure."""
@@ -265,8 +276,7 @@ class SmppSession:
                 )
         self._pending.clear()
         # Wake every submit waiting for the window, so each raises SessionClosedError.
-        for _ in range(self.waiting + self.settings.window):
-            self._window.release()
+        self._window.close()
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
