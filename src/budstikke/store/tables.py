@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 
 from budstikke.store.types import UtcDateTime
@@ -92,10 +94,42 @@ notifications = Table(
     Column("error_code", String(32), nullable=True),
     # When the provider accepted the message; None while it was not handed off.
     Column("handed_off_at", UtcDateTime, nullable=True),
+    # Set for a regular SMS with the Daytime policy: claimed only from 09:00 to 17:00 Oslo time.
+    Column("daytime_only", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "status", "priority", "due_at"),
     Index(None, "order_id"),
     # The dashboard reads the last hour of notifications by creation time.
     Index(None, "created_at"),
+)
+
+# What a regular order (or one of its reminders, each an order of its own)
+# asked for, kept until a worker turns it into a notification at its send time.
+regular_orders = Table(
+    "regular_orders",
+    metadata,
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True),
+    # The order of the request itself; a reminder points at the order it follows.
+    Column("main_order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("reminder_index", SmallInteger, nullable=False),  # 0 for the main order
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("body", Text, nullable=False),
+    Column("content_type", String(8), nullable=True),
+    Column("daytime_only", Boolean, nullable=False),
+    Column("requested_send_time", UtcDateTime, nullable=False),
+    Column("condition_endpoint", Text, nullable=True),
+    # Earliest time of the next processing attempt; None once the order was processed.
+    Column("process_after", UtcDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    Column("condition_attempts", Integer, nullable=False, default=0),
+    Column("condition_first_attempt_at", UtcDateTime, nullable=True),
+    # Why the order was sent without a clear answer from its condition endpoint.
+    Column("condition_note", String(500), nullable=True),
+    Index(None, "process_after"),
+    Index(None, "main_order_id"),
 )
 
 # One row per message id the provider gave for a part of a notification.
