@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the database; default: SQLite file budstikke.db in the "
         "data folder. postgresql://user@host/db uses asyncpg.",
     )
+    database_pool_size: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="PostgreSQL connections each process keeps open; it may open as many "
+        "again under load.",
+    )
     sms_url: str = Field(
         default="",
         description="SMS provider: file:PATH (default: outbox/sms.jsonl in the data folder) or "

@@ -99,7 +99,7 @@ async def start_services(
     clock: Callable[[], datetime] = utc_now,
     metrics: Metrics | None = None,
 ) -> Services:
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await upgrade_to_head(database)
     jwks = None
     if settings.jwks_url:

@@ -54,7 +54,7 @@ def build_dispatcher(
 
 async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) -> None:
     """Run the dispatch workers until SIGINT or SIGTERM."""
-    database = Database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await upgrade_to_head(database)
     dispatcher = build_dispatcher(settings, database, providers)
     stop = asyncio.Event()

@@ -28,7 +28,7 @@ class Database:
     upgrade; readers use their own pool and see the last commit (WAL mode).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -36,7 +36,11 @@ class Database:
             self._write_engine = create_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
             self._read_engine = create_sqlite_engine(url, begin="BEGIN", pool_size=4)
         else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # Each process holds at most 2 x pool_size connections, so many
+            # processes fit under PostgreSQL's default of 100 connections.
+            engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
             self._write_engine = engine
             self._read_engine = engine
 
