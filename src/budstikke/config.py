@@ -104,6 +104,16 @@ class Settings(BaseSettings):
         description="Secret of at least 16 characters that opens the dashboard at /dashboard "
         "(login form, or Authorization: Bearer KEY); empty: the dashboard is off.",
     )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="TCP port on which `budstikke worker` serves /metrics and /health/live; "
+        "0: off. `budstikke serve` serves both on its API port.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address that the worker's metrics listener binds to."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher, utc_now
 from budstikke.domain.statuses import Channel
 from budstikke.metrics import Metrics
+from budstikke.metrics_server import start_metrics_server
 from budstikke.store.database import Database
 from budstikke.store.events import PgEventListener
 from budstikke.store.migrate import upgrade_to_head
@@ -56,7 +57,9 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
     """Run the dispatch workers until SIGINT or SIGTERM."""
     database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await upgrade_to_head(database)
-    dispatcher = build_dispatcher(settings, database, providers)
+    metrics = Metrics()
+    dispatcher = build_dispatcher(settings, database, providers, metrics=metrics)
+    metrics_server: asyncio.Server | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -64,8 +67,19 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
     try:
         await dispatcher.start_providers()
         dispatcher.start_worker()
+        if settings.metrics_port:
+            metrics_server = await start_metrics_server(
+                metrics,
+                database,
+                dispatcher.providers,
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+            )
         await stop.wait()
         logger.info("stop signal received", extra={"event": "stop_requested"})
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
+            await metrics_server.wait_closed()
         await dispatcher.stop()
         await database.dispose()
