@@ -71,6 +71,14 @@ async def complete_order_if_final(
     creator = result.scalar_one_or_none()
     if creator is None:
         return False
+    await append_feed_entry(connection, creator=creator, order_id=order_id, now=now)
+    return True
+
+
+async def append_feed_entry(
+    connection: AsyncConnection, *, creator: str, order_id: UUID, now: datetime
+) -> None:
+    """Write the feed entry of an order that has just reached its final status."""
     shipment = await load_shipment(connection, creator=creator, order_id=order_id)
     assert shipment is not None
     entry = render_shipment(shipment)
@@ -89,7 +97,6 @@ async def complete_order_if_final(
             entry=json.dumps(entry, ensure_ascii=False, separators=(",", ":")),
         )
     )
-    return True
 
 
 async def read_feed(
