@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import Callable, Coroutine
@@ -147,6 +148,68 @@ def worker() -> None:
     configure_logging(settings.log_level, settings.log_format)
     providers = providers_or_exit(settings)
     run_async(run_worker(settings, providers))
+
+
+@main.command("dev-smsc")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=2775,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port to listen on.",
+)
+@click.option("--system-id", default=None, help="Accept binds only with this system_id.")
+@click.option(
+    "--password",
+    default=None,
+    envvar="BUDSTIKKE_DEV_SMSC_PASSWORD",
+    show_envvar=True,
+    help="Accept binds only with this password.",
+)
+@click.option(
+    "--receipt-delay",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Seconds from the submit response to the delivery receipt.",
+)
+@click.option(
+    "--delivered-share",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of receipts that say DELIVRD; the rest say UNDELIV.",
+)
+def dev_smsc(
+    host: str,
+    port: int,
+    system_id: str | None,
+    password: str | None,
+    receipt_delay: float,
+    delivered_share: float,
+) -> None:
+    """Run the strict test SMSC, an SMPP 3.4 server for trying the SMPP path locally.
+
+    It accepts binds, answers submit_sm with message ids, checks every PDU
+    strictly and sends delivery receipts. Point budstikke at it with
+    BUDSTIKKE_SMS_URL=smpp://any:any@127.0.0.1:2775. Stop it with Ctrl-C.
+    """
+    from budstikke.channels.smpp.dev_smsc import run_dev_smsc
+
+    outcomes = {"DELIVRD": delivered_share, "UNDELIV": 1 - delivered_share}
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_dev_smsc(
+                host,
+                port,
+                system_id,
+                password,
+                receipt_delay,
+                outcomes={state: weight for state, weight in outcomes.items() if weight > 0},
+                echo=click.echo,
+            )
+        )
 
 
 def providers_or_exit(settings: Settings) -> dict[Channel, Provider]:
