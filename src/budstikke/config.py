@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from budstikke.domain.webhook_urls import parse_networks
 from budstikke.errors import ConfigurationError
 
 ENV_PREFIX = "BUDSTIKKE_"
@@ -96,6 +97,12 @@ class Settings(BaseSettings):
         description="JSON Web Key Set that signs accepted JWTs: file:PATH or https://...; "
         "empty: only API keys are accepted.",
     )
+    allow_private_condition_endpoints: bool = Field(
+        default=False,
+        description="Let regular orders' condition endpoints be loopback, private, link-local or "
+        "other non-public addresses (tests, internal services); off, such endpoints are refused "
+        "so that the service cannot be used to probe internal networks.",
+    )
     jwt_issuer: str = Field(default="", description="Required `iss` of JWTs; empty: not checked.")
     jwt_audience: str = Field(default="", description="Required `aud` of JWTs; empty: not checked.")
     operator_key: str = Field(
@@ -114,6 +121,31 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address that the worker's metrics listener binds to."
     )
+    webhook_allow_http: bool = Field(
+        default=False,
+        description="Accept http:// webhook and callback URLs; by default only https:// is.",
+    )
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated CIDR networks that webhooks may reach although they are "
+        "loopback, private, link-local or otherwise not public, e.g. 10.20.0.0/16,127.0.0.1/32.",
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=30,
+        description="Seconds a webhook request may take, from DNS to the response headers; "
+        "a 2xx within it counts as delivered.",
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Webhook requests one worker process runs at once."
+    )
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

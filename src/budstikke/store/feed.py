@@ -15,6 +15,7 @@ from budstikke.store.database import Database
 from budstikke.store.orders import load_shipment
 from budstikke.store.records import FeedEntry, Shipment
 from budstikke.store.tables import feed_entries, notifications, orders
+from budstikke.store.webhook_events import record_order_event
 
 FEED_PAGE_MAX = 500
 # Advisory lock id that orders feed inserts on PostgreSQL.
@@ -81,6 +82,7 @@ async def append_feed_entry(
     """Write the feed entry of an order that has just reached its final status."""
     shipment = await load_shipment(connection, creator=creator, order_id=order_id)
     assert shipment is not None
+    await record_order_event(connection, creator=creator, shipment=shipment, now=now)
     entry = render_shipment(shipment)
     entry["shipmentType"] = entry["type"]
     if connection.dialect.name == "postgresql":

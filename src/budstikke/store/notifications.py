@@ -12,6 +12,7 @@ from sqlalchemy import and_, case, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from budstikke.domain.daytime import is_daytime
 from budstikke.domain.statuses import (
     DELIVERED_STATUS,
     HANDED_OFF_STATUS,
@@ -30,6 +31,11 @@ from budstikke.store.tables import (
     provider_parts,
     provider_ref_keys,
     unmatched_reports,
+)
+from budstikke.store.webhook_events import (
+    NotificationChange,
+    change_of,
+    record_notification_events,
 )
 
 logger = logging.getLogger(__name__)
@@ -124,6 +130,9 @@ class NotificationStore:
                     .returning(*CLAIMED_COLUMNS)
                 )
             ).first()
+            if row is not None:
+                sending = change_of(to_claimed(row), SENDING_STATUS[Channel(row.channel)])
+                await record_notification_events(connection, [sending], now=now)
         return None if row is None else to_claimed(row)
 
     async def claim_due(
@@ -133,7 +142,8 @@ class NotificationStore:
 
         Due means new with `due_at` passed, or sending under a lease that
         expired (its worker died): the latter is a possible duplicate, which
-        `outcome_unknown_count` records.
+        `outcome_unknown_count` records. Outside 09:00-17:00 Oslo time,
+        notifications marked `daytime_only` are not due.
         """
         due = or_(
             and_(notifications.c.status.in_(NEW_STATUSES), notifications.c.due_at <= now),
@@ -142,6 +152,8 @@ class NotificationStore:
                 notifications.c.lease_expires_at < now,
             ),
         )
+        if not is_daytime(now):
+            due = and_(due, notifications.c.daytime_only.is_(False))
         candidates = (
             select(notifications.c.id)
             .where(due, notifications.c.expires_at > now)
@@ -168,6 +180,11 @@ class NotificationStore:
                     .returning(*CLAIMED_COLUMNS)
                 )
             ).all()
+            await record_notification_events(
+                connection,
+                [change_of(to_claimed(row), SENDING_STATUS[Channel(row.channel)]) for row in rows],
+                now=now,
+            )
         claimed = [to_claimed(row) for row in rows]
         claimed.sort(key=lambda item: (item.priority, item.created_at))
         return claimed
@@ -224,6 +241,9 @@ class NotificationStore:
                     updated_at=now,
                 )
             )
+            if result.rowcount == 1:
+                new = change_of(claimed, NEW_STATUS[claimed.channel])
+                await record_notification_events(connection, [new], now=now)
             await self._announce_settled(connection, claimed)
         return result.rowcount == 1
 
@@ -282,9 +302,30 @@ class NotificationStore:
                         lease_expires_at=None,
                         updated_at=now,
                     )
-                    .returning(notifications.c.id, notifications.c.order_id)
+                    .returning(
+                        notifications.c.id,
+                        notifications.c.order_id,
+                        notifications.c.creator,
+                        notifications.c.channel,
+                        notifications.c.recipient,
+                        notifications.c.status,
+                    )
                 )
             ).all()
+            await record_notification_events(
+                connection,
+                [
+                    NotificationChange(
+                        row.creator,
+                        row.order_id,
+                        Channel(row.channel),
+                        row.recipient,
+                        NotificationStatus(row.status),
+                    )
+                    for row in rows
+                ],
+                now=now,
+            )
             for order_id in {row.order_id for row in rows}:
                 await complete_order_if_final(connection, order_id, now)
         return [row.id for row in rows]
@@ -369,6 +410,8 @@ class NotificationStore:
             )
             .values(**values)
         )
+        if result.rowcount == 1:
+            await record_notification_events(connection, [change_of(claimed, status)], now=now)
         return result.rowcount == 1
 
     async def _insert_parts(
@@ -454,6 +497,8 @@ class NotificationStore:
                     notifications.c.channel,
                     notifications.c.order_id,
                     notifications.c.part_count,
+                    notifications.c.creator,
+                    notifications.c.recipient,
                 ).where(notifications.c.id == notification_id)
             )
         ).one()
@@ -485,7 +530,7 @@ class NotificationStore:
         if outcome is None:
             return
         codes = [row.error_code for row in part_statuses if row.error_code]
-        await connection.execute(
+        result = await connection.execute(
             update(notifications)
             .where(
                 notifications.c.id == notification_id,
@@ -493,6 +538,15 @@ class NotificationStore:
             )
             .values(status=outcome.value, error_code=codes[0] if codes else None, updated_at=now)
         )
+        if result.rowcount == 1:
+            change = NotificationChange(
+                notification.creator,
+                notification.order_id,
+                Channel(notification.channel),
+                notification.recipient,
+                outcome,
+            )
+            await record_notification_events(connection, [change], now=now)
         await complete_order_if_final(connection, notification.order_id, now)
 
 

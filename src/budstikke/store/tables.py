@@ -180,3 +180,71 @@ feed_entries = Table(
     Column("entry", Text, nullable=False),  # the JSON entry as the feed serves it
     Index(None, "creator", "seq"),
 )
+
+# Endpoints that a creator registered for signed status webhooks.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("creator", String(100), nullable=False),
+    Column("url", String(2000), nullable=False),
+    # The HMAC keys in their whsec_ form; signing needs them, so they are not hashed.
+    Column("secret", String(100), nullable=False),
+    # The secret before the last rotation, still signed with until it expires.
+    Column("previous_secret", String(100), nullable=True),
+    Column("previous_secret_expires_at", UtcDateTime, nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("disabled_reason", String(200), nullable=True),
+    # Start of the current run of failed attempts; None after a success.
+    Column("failing_since", UtcDateTime, nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    # No request goes to the endpoint before this time.
+    Column("paused_until", UtcDateTime, nullable=True),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("creator", "url"),
+)
+
+# The one-off callback URL an order carries, and the endpoint whose URL it lies under.
+order_callbacks = Table(
+    "order_callbacks",
+    metadata,
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True),
+    Column("endpoint_id", Uuid, nullable=False),
+    Column("url", String(2000), nullable=False),
+)
+
+# The webhook outbox: one row per event and target, written in the transaction
+# of the status change. A delivered row is deleted; a failed one is kept.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # Also the event's sequenceNumber.
+    Column("id", SequenceInteger, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False),
+    Column("creator", String(100), nullable=False),
+    # No foreign key: a status change must not fail because an endpoint was
+    # removed meanwhile; removal deletes the endpoint's rows instead.
+    Column("endpoint_id", Uuid, nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("is_callback", Boolean, nullable=False),
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON body without sequenceNumber
+    Column("state", String(10), nullable=False),  # pending or failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("first_attempt_at", UtcDateTime, nullable=True),
+    Column("failed_at", UtcDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", UtcDateTime, nullable=True),
+    # A short reason without the response body, e.g. "HTTP 500" or "timed out".
+    Column("last_error", String(200), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "order_id", "id"),
+    Index(None, "endpoint_id", "state"),
+)
