@@ -13,7 +13,15 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from budstikke import __version__
-from budstikke.api import dashboard, health, metrics_endpoint, orders, shipments, whoami
+from budstikke.api import (
+    dashboard,
+    health,
+    metrics_endpoint,
+    orders,
+    regular_orders,
+    shipments,
+    whoami,
+)
 from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
 from budstikke.api.body import BodyTooLarge, ClientGone, UnsupportedContentType
 from budstikke.api.jwks import JwksVerifier
@@ -23,6 +31,7 @@ from budstikke.channels.base import Provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import utc_now
 from budstikke.dispatch.instant import InstantOrders
+from budstikke.dispatch.regular import RegularOrders, build_regular_processor
 from budstikke.dispatch.runner import build_dispatcher, build_providers
 from budstikke.domain.request_fields import RequestValidationError
 from budstikke.domain.statuses import Channel
@@ -65,6 +74,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(orders.router)
+    app.include_router(regular_orders.router)
     app.include_router(shipments.router)
     app.include_router(whoami.router)
     app.include_router(health.router)
@@ -115,8 +125,13 @@ async def start_services(
         metrics=metrics,
     )
     await dispatcher.start_providers()
+    regular_processor = None
     if run_workers:
         dispatcher.start_worker()
+        regular_processor = build_regular_processor(
+            settings, database, on_stored=dispatcher.wake, clock=clock
+        )
+        regular_processor.start()
     return Services(
         settings=settings,
         database=database,
@@ -130,10 +145,20 @@ async def start_services(
             metrics=metrics,
         ),
         dispatcher=dispatcher,
+        regular_orders=RegularOrders(
+            database,
+            default_sms_sender=settings.default_sms_sender,
+            default_email_sender=settings.default_email_sender,
+            clock=clock,
+            on_due=regular_processor.wake if regular_processor is not None else None,
+        ),
+        regular_processor=regular_processor,
     )
 
 
 async def stop_services(services: Services) -> None:
+    if services.regular_processor is not None:
+        await services.regular_processor.stop()
     if services.dispatcher is not None:
         await services.dispatcher.stop()
     await services.database.dispose()

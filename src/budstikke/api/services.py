@@ -11,6 +11,7 @@ from budstikke.api.auth import Authenticator, Principal
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher
 from budstikke.dispatch.instant import InstantOrders
+from budstikke.dispatch.regular import RegularOrderProcessor, RegularOrders
 from budstikke.store.database import Database
 
 
@@ -21,6 +22,9 @@ class Services:
     authenticator: Authenticator
     instant_orders: InstantOrders
     dispatcher: Dispatcher | None
+    regular_orders: RegularOrders
+    # Runs where the dispatcher's worker loop runs; None in an API-only process.
+    regular_processor: RegularOrderProcessor | None = None
 
     async def authenticate(self, request: Request) -> Principal:
         return await self.authenticator.authenticate(request.headers.get("authorization"))

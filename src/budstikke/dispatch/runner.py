@@ -12,6 +12,7 @@ from budstikke.channels.base import Provider
 from budstikke.channels.registry import build_email_provider, build_sms_provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher, utc_now
+from budstikke.dispatch.regular import RegularOrderProcessor, build_regular_processor
 from budstikke.domain.statuses import Channel
 from budstikke.metrics import Metrics
 from budstikke.metrics_server import start_metrics_server
@@ -60,6 +61,7 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
     metrics = Metrics()
     dispatcher = build_dispatcher(settings, database, providers, metrics=metrics)
     metrics_server: asyncio.Server | None = None
+    regular_processor: RegularOrderProcessor | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -67,6 +69,8 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
     try:
         await dispatcher.start_providers()
         dispatcher.start_worker()
+        regular_processor = build_regular_processor(settings, database, on_stored=dispatcher.wake)
+        regular_processor.start()
         if settings.metrics_port:
             metrics_server = await start_metrics_server(
                 metrics,
@@ -81,5 +85,7 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
         if metrics_server is not None:
             metrics_server.close()
             await metrics_server.wait_closed()
+        if regular_processor is not None:
+            await regular_processor.stop()
         await dispatcher.stop()
         await database.dispose()

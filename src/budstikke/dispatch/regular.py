@@ -1,0 +1,313 @@
+"""Regular orders: placing them, and turning each into a notification at its send time.
+
+A worker loop claims the orders whose send time has come, asks their
+condition endpoints, and stores a notification at regular priority for each
+order that may be sent. An endpoint that gives no clear answer is asked
+again with backoff (5 s doubling up to 2 min) for up to 10 minutes after
+its first attempt; then the order is sent anyway, and the reason is
+stored on the order (`regular_orders.condition_note`) and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Final
+
+from budstikke.config import Settings
+from budstikke.dispatch.conditions import ConditionAnswer, ConditionChecker, endpoint_host
+from budstikke.dispatch.dispatcher import make_worker_id, utc_now
+from budstikke.domain.recipients import mask_recipient
+from budstikke.domain.regular_orders import RegularOrderRequest, RegularSms, ScheduledMessage
+from budstikke.domain.statuses import Channel
+from budstikke.errors import DatabaseUnavailableError
+from budstikke.store.database import Database
+from budstikke.store.regular_orders import (
+    DueRegularOrder,
+    NewScheduledMessage,
+    RegularOrderReceipt,
+    RegularOrderStore,
+    create_regular_order,
+)
+
+logger = logging.getLogger(__name__)
+
+CONDITION_RETRY_WINDOW_S: Final = 600.0
+CONDITION_RETRY_FIRST_S: Final = 5.0
+CONDITION_RETRY_MAX_S: Final = 120.0
+# Orders claimed per pass, and condition endpoints asked at once.
+CLAIM_BATCH: Final = 500
+CONDITION_CONCURRENCY: Final = 16
+DATABASE_RETRY_S: Final = 0.5
+DATABASE_RETRY_MAX_S: Final = 15.0
+
+
+def condition_retry_at(first_attempt_at: datetime, attempts: int, now: datetime) -> datetime | None:
+    """Return when to ask an endpoint again after `attempts` unclear answers.
+
+    Returns None once 10 minutes have passed since the first attempt: the
+    order is then sent without an answer. The last retry is moved up to the
+    end of the window, so the window is used in full but never exceeded.
+    """
+    deadline = first_attempt_at + timedelta(seconds=CONDITION_RETRY_WINDOW_S)
+    if now >= deadline:
+        return None
+    delay_s = min(CONDITION_RETRY_FIRST_S * 2 ** max(0, attempts - 1), CONDITION_RETRY_MAX_S)
+    return min(now + timedelta(seconds=delay_s), deadline)
+
+
+class RegularOrders:
+    """Places regular orders for the API; the processor picks them up at their send time."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        default_sms_sender: str,
+        default_email_sender: str,
+        clock: Callable[[], datetime] = utc_now,
+        on_due: Callable[[], None] | None = None,
+    ) -> None:
+        self.database = database
+        self.default_sms_sender = default_sms_sender
+        self.default_email_sender = default_email_sender
+        self.clock = clock
+        # Wakes a local processor when an order is due at once.
+        self.on_due = on_due
+
+    async def place(self, creator: str, request: RegularOrderRequest) -> RegularOrderReceipt:
+        now = self.clock()
+        main = self._to_new(request.main)
+        receipt = await create_regular_order(
+            self.database,
+            creator=creator,
+            idempotency_id=request.idempotency_id,
+            main=main,
+            reminders=[self._to_new(reminder) for reminder in request.reminders],
+            now=now,
+        )
+        logger.info(
+            "regular order stored" if receipt.created else "regular order replayed",
+            extra={
+                "event": "regular_order_stored" if receipt.created else "regular_order_replayed",
+                "order_id": str(receipt.order_id),
+                "creator": creator,
+                "channel": main.channel.value,
+                "recipient": mask_recipient(main.channel, main.recipient),
+                "reminders": len(receipt.reminders),
+                "send_time": main.send_time.isoformat(),
+            },
+        )
+        if receipt.created and main.send_time <= now and self.on_due is not None:
+            self.on_due()
+        return receipt
+
+    def _to_new(self, message: ScheduledMessage) -> NewScheduledMessage:
+        recipient = message.recipient
+        if isinstance(recipient, RegularSms):
+            return NewScheduledMessage(
+                senders_reference=message.senders_reference,
+                send_time=message.send_time,
+                condition_endpoint=message.condition_endpoint,
+                channel=Channel.SMS,
+                recipient=recipient.phone_number,
+                sender=recipient.sender or self.default_sms_sender,
+                body=recipient.body,
+                daytime_only=recipient.daytime_only,
+            )
+        return NewScheduledMessage(
+            senders_reference=message.senders_reference,
+            send_time=message.send_time,
+            condition_endpoint=message.condition_endpoint,
+            channel=Channel.EMAIL,
+            recipient=recipient.email_address,
+            sender=recipient.sender or self.default_email_sender,
+            body=recipient.body,
+            subject=recipient.subject,
+            content_type=recipient.content_type,
+        )
+
+
+class RegularOrderProcessor:
+    """The loop that claims due regular orders, asks their conditions and stores notifications."""
+
+    def __init__(
+        self,
+        store: RegularOrderStore,
+        checker: ConditionChecker,
+        *,
+        lease_s: float,
+        poll_interval_s: float,
+        clock: Callable[[], datetime] = utc_now,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.checker = checker
+        self.lease_s = lease_s
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        # Wakes the dispatcher, so new notifications are claimed now and not at its next poll.
+        self.on_stored = on_stored
+        self.worker_id = make_worker_id()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._condition_slots = asyncio.Semaphore(CONDITION_CONCURRENCY)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="budstikke-regular-orders")
+        logger.info(
+            "regular order processor started",
+            extra={"event": "regular_processor_started", "worker_id": self.worker_id},
+        )
+
+    async def stop(self) -> None:
+        """Stop after the current pass; orders it leased and did not finish are claimed again."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.checker.aclose()
+        logger.info("regular order processor stopped", extra={"event": "regular_processor_stopped"})
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        pause_s = DATABASE_RETRY_S
+        while not self._stopping:
+            try:
+                claimed = await self.run_pass()
+                pause_s = DATABASE_RETRY_S
+            except DatabaseUnavailableError as error:
+                logger.warning(
+                    "database unavailable; regular order processor pauses",
+                    extra={
+                        "event": "regular_processor_database_unavailable",
+                        "error": str(error)[:200],
+                        "pause_s": pause_s,
+                    },
+                )
+                await asyncio.sleep(pause_s)
+                pause_s = min(pause_s * 2, DATABASE_RETRY_MAX_S)
+                continue
+            except Exception:
+                # A bug in one pass must not stop the loop that sends every regular order.
+                logger.exception(
+                    "regular order pass failed", extra={"event": "regular_processor_crashed"}
+                )
+                await asyncio.sleep(pause_s)
+                pause_s = min(pause_s * 2, DATABASE_RETRY_MAX_S)
+                continue
+            if claimed == CLAIM_BATCH:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+
+    async def run_pass(self) -> int:
+        """Claim one batch of due orders and process it; returns how many were claimed."""
+        now = self.clock()
+        claimed = await self.store.claim_due(
+            worker_id=self.worker_id,
+            now=now,
+            lease_until=now + timedelta(seconds=self.lease_s),
+            limit=CLAIM_BATCH,
+        )
+        if not claimed:
+            return 0
+        plain = [(order, None) for order in claimed if order.condition_endpoint is None]
+        conditional = [order for order in claimed if order.condition_endpoint is not None]
+        answers = await asyncio.gather(*(self._ask(order) for order in conditional))
+        to_send: list[tuple[DueRegularOrder, str | None]] = list(plain)
+        for order, answer in zip(conditional, answers, strict=True):
+            send, note = await self._decide(order, answer)
+            if send:
+                to_send.append((order, note))
+        stored = await self.store.store_notifications(to_send, now=self.clock())
+        if stored:
+            logger.info(
+                "regular orders processed",
+                extra={"event": "regular_orders_processed", "count": len(stored)},
+            )
+            if self.on_stored is not None:
+                self.on_stored()
+        return len(claimed)
+
+    async def _ask(self, order: DueRegularOrder) -> ConditionAnswer:
+        assert order.condition_endpoint is not None
+        async with self._condition_slots:
+            return await self.checker.ask(order.condition_endpoint)
+
+    async def _decide(
+        self, order: DueRegularOrder, answer: ConditionAnswer
+    ) -> tuple[bool, str | None]:
+        """Act on a condition answer; returns whether to send the order now, and why.
+
+        Not sending now means the order ended (a negative answer) or waits
+        for another attempt. The note is set when it is sent without an answer.
+        """
+        now = self.clock()
+        context = {
+            "order_id": str(order.order_id),
+            "creator": order.creator,
+            "host": endpoint_host(order.condition_endpoint or ""),
+            "reason": answer.reason,
+        }
+        if answer.send is True:
+            logger.info("send condition met", extra={"event": "condition_met", **context})
+            return True, None
+        if answer.send is False:
+            ended = await self.store.end_condition_not_met(order, now=now)
+            if ended:
+                logger.info(
+                    "send condition not met; order ends without sending",
+                    extra={"event": "condition_not_met", **context},
+                )
+            return False, None
+        attempts = order.condition_attempts + 1
+        first_attempt_at = order.condition_first_attempt_at or now
+        retry_at = condition_retry_at(first_attempt_at, attempts, now)
+        if retry_at is None:
+            note = (
+                f"sent without an answer from the condition endpoint after {attempts} attempts "
+                f"over {CONDITION_RETRY_WINDOW_S / 60:g} minutes; last: {answer.reason}"
+            )[:500]
+            logger.warning(
+                "condition endpoint gave no clear answer for 10 minutes; sending anyway",
+                extra={"event": "condition_unanswered_sent", "attempts": attempts, **context},
+            )
+            return True, note
+        await self.store.schedule_condition_retry(
+            order, retry_at=retry_at, first_attempt_at=first_attempt_at, now=now
+        )
+        logger.warning(
+            "condition endpoint gave no clear answer; will ask again",
+            extra={
+                "event": "condition_retry",
+                "attempt": attempts,
+                "retry_in_s": round((retry_at - now).total_seconds(), 1),
+                **context,
+            },
+        )
+        return False, None
+
+
+def build_regular_processor(
+    settings: Settings,
+    database: Database,
+    *,
+    on_stored: Callable[[], None] | None,
+    clock: Callable[[], datetime] = utc_now,
+) -> RegularOrderProcessor:
+    return RegularOrderProcessor(
+        RegularOrderStore(database),
+        ConditionChecker(allow_private=settings.allow_private_condition_endpoints),
+        lease_s=settings.lease_s,
+        poll_interval_s=settings.worker_poll_interval_s,
+        clock=clock,
+        on_stored=on_stored,
+    )

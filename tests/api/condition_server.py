@@ -1,0 +1,61 @@
+"""A condition endpoint on 127.0.0.1 for tests: answers GET with a body the test sets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ConditionServer:
+    port: int
+    status: int = 200
+    body: bytes = b'{"sendNotification": true}'
+    paths: list[str] = field(default_factory=list)
+
+    def url(self, path: str = "/condition") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self, body: bytes, status: int = 200) -> None:
+        self.body, self.status = body, status
+
+
+@asynccontextmanager
+async def condition_server() -> AsyncIterator[ConditionServer]:
+    """Serve HTTP/1.1 on a free loopback port, one request per connection."""
+    state = ConditionServer(port=0)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await reader.readline()
+            while (await reader.readline()) not in (b"\r\n", b""):
+                pass
+            state.paths.append(request_line.decode().split(" ")[1])
+            head = (
+                f"HTTP/1.1 {state.status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(state.body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + state.body)
+            await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state.port = server.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def closed_port() -> int:
+    """Return a loopback port on which nothing listens."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
