@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -96,19 +96,9 @@ def test_served_openapi_document(client: httpx.Client) -> None:
     assert response.json() == OPENAPI_DOCUMENT
 
 
-def is_known_bug(path: str, body: Any) -> bool:
-    """Return whether the body triggers the 500 that test_legacy_empty_recipient_rejected
-    in test_request_bodies.py records: `"recipient": {}` on the deprecated endpoint."""
-    if not path.endswith("/orders/instant") or not isinstance(body, dict):
-        return False
-    folded = {key.lower(): value for key, value in body.items()}
-    return folded.get("recipient") == {}
-
-
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_openapi_operation(case: Any, server: Server) -> None:
-    assume(not is_known_bug(case.path, case.body))
     case.call_and_validate(
         base_url=server.process.base_url,
         headers=server.headers,
@@ -227,7 +217,6 @@ def check_order_response(response: httpx.Response, sent: object) -> None:
 @FUZZ_SETTINGS
 @given(body=json_values)
 def test_any_json_body(client: httpx.Client, endpoint: str, body: Any) -> None:
-    assume(not is_known_bug(PATHS[endpoint], body))
 
     response = post_json(client, PATHS[endpoint], body)
 
@@ -241,7 +230,6 @@ def test_order_with_one_field_replaced(client: httpx.Client, endpoint: str, data
     valid = VALID_ORDERS[endpoint]
     path = data.draw(st.sampled_from(node_paths(valid)), label="path")
     body = replaced(valid, path, data.draw(json_values, label="value"))
-    assume(not is_known_bug(PATHS[endpoint], body))
 
     response = post_json(client, PATHS[endpoint], body)
 
@@ -254,8 +242,6 @@ def test_order_with_each_field_of_wrong_type(client: httpx.Client, endpoint: str
     for path in node_paths(valid):
         variants = [without(valid, path)] + [replaced(valid, path, v) for v in WRONG_VALUES]
         for body in variants:
-            if is_known_bug(PATHS[endpoint], body):
-                continue
             response = post_json(client, PATHS[endpoint], body)
 
             check_order_response(response, body)

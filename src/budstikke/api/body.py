@@ -75,6 +75,12 @@ def parse_json(raw: bytes) -> Any:
         ) from None
     except RecursionError:
         raise RequestValidationError({"$": ["The request body is nested too deeply."]}) from None
+    except ValueError as error:
+        # json.loads raises a plain ValueError for an integer literal over
+        # Python's limit of 4300 digits for int conversion.
+        raise RequestValidationError(
+            {"$": [f"The request body has a number that is too long: {error}."]}
+        ) from None
     if nesting_depth(value) > MAX_NESTING:
         raise RequestValidationError(
             {"$": [f"The request body is nested deeper than {MAX_NESTING} levels."]}
@@ -102,20 +108,23 @@ def nesting_depth(value: Any) -> int:
     return depth
 
 
-def reject_unstorable_strings(value: Any, path: str = "$") -> None:
+def reject_unstorable_strings(value: Any, path: str = "") -> None:
+    """Reject NUL and lone surrogates, naming the field by its JSON path (`a.b[0]`)."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise RequestValidationError({path: ["Text must not contain the NUL character."]})
+            raise RequestValidationError(
+                {path or "$": ["Text must not contain the NUL character."]}
+            )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise RequestValidationError(
-                {path: ["Text contains a lone UTF-16 surrogate, which is not a character."]}
+                {path or "$": ["Text contains a lone UTF-16 surrogate, which is not a character."]}
             ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             reject_unstorable_strings(key, path)
-            reject_unstorable_strings(item, f"{path}.{key}")
+            reject_unstorable_strings(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            reject_unstorable_strings(item, f"{path}[{index}]")
+            reject_unstorable_strings(item, f"{path or '$'}[{index}]")

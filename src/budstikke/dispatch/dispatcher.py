@@ -27,6 +27,7 @@ from budstikke.errors import DatabaseUnavailableError, HandOffError
 from budstikke.metrics import Metrics
 from budstikke.store.events import PgEventListener
 from budstikke.store.notifications import NotificationStore, PartReference
+from budstikke.store.orders import Lease
 from budstikke.store.records import ClaimedNotification
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,15 @@ class Dispatcher:
             return
         task = self._spawn(self._claim_and_hand_off(notification_id))
         await asyncio.wait({task}, timeout=self.handoff_timeout_s)
+
+    async def hand_off_claimed(self, claimed: ClaimedNotification) -> None:
+        """Like `hand_off_new`, for a notification stored already claimed under `lease`."""
+        task = self._spawn(self._hand_off(claimed))
+        await asyncio.wait({task}, timeout=self.handoff_timeout_s)
+
+    def lease(self) -> Lease:
+        """A claim for this dispatcher on a notification about to be stored."""
+        return Lease(self.worker_id, self.clock() + timedelta(seconds=self.lease_s))
 
     @property
     def hands_off_locally(self) -> bool:

@@ -71,6 +71,7 @@ class InstantOrders:
         senders_reference: str | None,
         notification: NewNotification,
     ) -> OrderReceipt:
+        hands_off_here = self.dispatcher is not None and self.dispatcher.hands_off_locally
         receipt = await create_instant_order(
             self.database,
             creator=creator,
@@ -79,7 +80,9 @@ class InstantOrders:
             notification=notification,
             now=self.clock(),
             # Workers in other processes must hand off what this process will not.
-            notify_workers=self.dispatcher is None or not self.dispatcher.hands_off_locally,
+            notify_workers=not hands_off_here,
+            # Stored already claimed by this process, which hands it off next.
+            lease=self.dispatcher.lease() if hands_off_here and self.dispatcher else None,
         )
         self.metrics.record_order(notification.channel, created=receipt.created)
         logger.info(
@@ -92,6 +95,8 @@ class InstantOrders:
                 "recipient": mask_recipient(notification.channel, notification.recipient),
             },
         )
-        if receipt.created and self.dispatcher is not None:
+        if receipt.claimed is not None and self.dispatcher is not None:
+            await self.dispatcher.hand_off_claimed(receipt.claimed)
+        elif receipt.created and self.dispatcher is not None:
             await self.dispatcher.hand_off_new(receipt.notification_ids[0])
         return receipt

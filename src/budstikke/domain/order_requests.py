@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from budstikke.domain.email_address import InvalidEmailAddressError, validate_email_address
 from budstikke.domain.phone import InvalidPhoneNumberError, parse_sms_recipient
@@ -83,13 +83,14 @@ def parse_instant_sms_order(
     errors = FieldErrors()
     source = require_object(body, errors)
     idempotency_id, senders_reference = read_order_header(source, errors)
-    parent, container = "", source
+    parent, container = "", cast(JsonObject | None, source)
     if nested:
         recipient = read_object(source, "recipient", "", errors, required=True)
-        parent, container = "recipient", recipient or {}
-    sms = read_object(
-        container, "recipientSms", parent, errors, required=nested is False or bool(container)
-    )
+        parent, container = "recipient", recipient
+    # A missing `recipient` is reported once, under its own path.
+    sms = None
+    if container is not None:
+        sms = read_object(container, "recipientSms", parent, errors, required=True)
     sms_path = join_path(parent, "recipientSms")
     phone_number = ttl_s = settings = None
     sender: str | None = None

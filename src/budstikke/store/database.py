@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from budstikke.errors import DatabaseUnavailableError
@@ -110,6 +111,10 @@ async def translate_connection_errors() -> AsyncIterator[None]:
         yield
     except OperationalError as error:
         raise DatabaseUnavailableError(str(error.orig)) from error
+    except PoolTimeoutError as error:
+        # Every pooled connection stayed busy for the pool timeout: the
+        # database is overloaded, which the caller handles like an outage.
+        raise DatabaseUnavailableError(f"no free database connection: {error}") from error
     except DBAPIError as error:
         # asyncpg reports a refused login or a missing database at connect time
         # as these; a statement error on a live connection is re-raised as is.

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.domain.statuses import (
     NEW_STATUS,
+    SENDING_STATUS,
     Channel,
     NotificationStatus,
     OrderStatus,
@@ -19,11 +22,47 @@ from budstikke.domain.statuses import (
 )
 from budstikke.store.database import Database
 from budstikke.store.events import QUEUED_CHANNEL, notify
-from budstikke.store.records import NewNotification, OrderReceipt, RecipientStatus, Shipment
+from budstikke.store.records import (
+    ClaimedNotification,
+    NewNotification,
+    OrderReceipt,
+    RecipientStatus,
+    Shipment,
+)
 from budstikke.store.tables import notifications, orders
 
 # A handed-off message waits this long past its TTL for a final report.
 REPORT_GRACE_S = 300
+
+# The hot path's statements are built once: building a Core statement and its
+# cache key costs about twice as much as executing it on SQLite.
+INSERT_NOTIFICATION = insert(notifications)
+ORDER_BY_KEY = select(orders.c.id, orders.c.shipment_id, orders.c.senders_reference).where(
+    orders.c.creator == bindparam("key_creator"),
+    orders.c.idempotency_id == bindparam("key_idempotency_id"),
+)
+NOTIFICATION_IDS_OF_ORDER = (
+    select(notifications.c.id)
+    .where(notifications.c.order_id == bindparam("key_order_id"))
+    .order_by(notifications.c.created_at)
+)
+# An order whose (creator, idempotency_id) exists inserts nothing and returns
+# no row, so a replay costs no failed statement; the unique constraint still
+# settles concurrent requests, and IntegrityError stays handled for safety.
+INSERT_ORDER = {
+    dialect: dialect_insert(orders)
+    .on_conflict_do_nothing(index_elements=[orders.c.creator, orders.c.idempotency_id])
+    .returning(orders.c.id)
+    for dialect, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's claim on a notification, taken in the transaction that stores it."""
+
+    worker_id: str
+    until: datetime
 
 
 async def create_instant_order(
@@ -35,26 +74,33 @@ async def create_instant_order(
     notification: NewNotification,
     now: datetime,
     notify_workers: bool = False,
+    lease: Lease | None = None,
 ) -> OrderReceipt:
     """Store an order with its notification, or return the order stored under the same key.
 
-    The lookup, the inserts and the unique constraint on (creator,
-    idempotency_id) share one transaction, so concurrent requests with one key
-    store one order: a loser of the race reads the winner's ids.
+    The insert, the lookup of an existing order and the unique constraint on
+    (creator, idempotency_id) share one transaction, so concurrent requests
+    with one key store one order: a loser of the race reads the winner's ids.
+    With a `lease` the notification is stored already claimed (`*_Sending`)
+    and the receipt carries it, which saves the claim's own transaction.
     """
     try:
         async with database.write() as connection:
-            existing = await find_order_by_key(connection, creator, idempotency_id)
-            if existing is not None:
-                return existing
             receipt = await insert_order(
                 connection,
+                dialect="sqlite" if database.is_sqlite else "postgresql",
                 creator=creator,
                 idempotency_id=idempotency_id,
                 senders_reference=senders_reference,
                 notification=notification,
                 now=now,
+                lease=lease,
             )
+            if receipt is None:
+                existing = await find_order_by_key(connection, creator, idempotency_id)
+                if existing is None:
+                    raise RuntimeError("an order conflicted on its key but cannot be read")
+                return existing
             if notify_workers and not database.is_sqlite:
                 await notify(connection, QUEUED_CHANNEL)
             return receipt
@@ -71,19 +117,13 @@ async def find_order_by_key(
 ) -> OrderReceipt | None:
     row = (
         await connection.execute(
-            select(orders.c.id, orders.c.shipment_id, orders.c.senders_reference).where(
-                orders.c.creator == creator, orders.c.idempotency_id == idempotency_id
-            )
+            ORDER_BY_KEY, {"key_creator": creator, "key_idempotency_id": idempotency_id}
         )
     ).first()
     if row is None:
         return None
     notification_ids = (
-        await connection.execute(
-            select(notifications.c.id)
-            .where(notifications.c.order_id == row.id)
-            .order_by(notifications.c.created_at)
-        )
+        await connection.execute(NOTIFICATION_IDS_OF_ORDER, {"key_order_id": row.id})
     ).scalars()
     return OrderReceipt(
         order_id=row.id,
@@ -97,56 +137,101 @@ async def find_order_by_key(
 async def insert_order(
     connection: AsyncConnection,
     *,
+    dialect: str,
     creator: str,
     idempotency_id: str,
     senders_reference: str | None,
     notification: NewNotification,
     now: datetime,
-) -> OrderReceipt:
+    lease: Lease | None = None,
+    callback_url: str | None = None,
+) -> OrderReceipt | None:
+    """Insert an order and its notification; None when the creator's key is taken."""
     order_id, shipment_id, notification_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     expires_at = now + timedelta(seconds=notification.ttl_s)
-    await connection.execute(
-        insert(orders).values(
-            id=order_id,
-            shipment_id=shipment_id,
-            creator=creator,
-            idempotency_id=idempotency_id,
-            senders_reference=senders_reference,
-            order_type=OrderType.INSTANT.value,
-            status=OrderStatus.PROCESSED.value,
-            created_at=now,
-            updated_at=now,
-        )
+    inserted = await connection.execute(
+        INSERT_ORDER[dialect],
+        {
+            "id": order_id,
+            "shipment_id": shipment_id,
+            "creator": creator,
+            "idempotency_id": idempotency_id,
+            "senders_reference": senders_reference,
+            "order_type": OrderType.INSTANT.value,
+            "status": OrderStatus.PROCESSED.value,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    if inserted.first() is None:
+        return None
+    status = (
+        NEW_STATUS[notification.channel] if lease is None else SENDING_STATUS[notification.channel]
     )
     await connection.execute(
-        insert(notifications).values(
+        INSERT_NOTIFICATION,
+        {
+            "id": notification_id,
+            "order_id": order_id,
+            "creator": creator,
+            "channel": notification.channel.value,
+            "priority": int(notification.priority),
+            "status": status.value,
+            "recipient": notification.recipient,
+            "sender": notification.sender,
+            "subject": notification.subject,
+            "body": notification.body,
+            "content_type": notification.content_type,
+            "created_at": now,
+            "updated_at": now,
+            "expires_at": expires_at,
+            "report_deadline_at": expires_at + timedelta(seconds=REPORT_GRACE_S),
+            "due_at": now,
+            "attempts": 0 if lease is None else 1,
+            "outcome_unknown_count": 0,
+            "part_count": 0,
+            "lease_owner": None if lease is None else lease.worker_id,
+            "lease_expires_at": None if lease is None else lease.until,
+        },
+    )
+    if callback_url is not None:
+        await record_order_callback(
+            connection, creator=creator, order_id=order_id, url=callback_url
+        )
+    await record_notification_event(
+        connection,
+        creator=creator,
+        order_id=order_id,
+        channel=notification.channel,
+        recipient=notification.recipient,
+        status=status,
+        now=now,
+    )
+    claimed = None
+    if lease is not None:
+        claimed = ClaimedNotification(
             id=notification_id,
             order_id=order_id,
             creator=creator,
-            channel=notification.channel.value,
-            priority=int(notification.priority),
-            status=NEW_STATUS[notification.channel].value,
+            channel=notification.channel,
+            priority=notification.priority,
             recipient=notification.recipient,
             sender=notification.sender,
             subject=notification.subject,
             body=notification.body,
             content_type=notification.content_type,
             created_at=now,
-            updated_at=now,
             expires_at=expires_at,
-            report_deadline_at=expires_at + timedelta(seconds=REPORT_GRACE_S),
-            due_at=now,
-            attempts=0,
-            outcome_unknown_count=0,
-            part_count=0,
+            attempts=1,
+            lease_owner=lease.worker_id,
         )
-    )
     return OrderReceipt(
         order_id=order_id,
         shipment_id=shipment_id,
         notification_ids=(notification_id,),
         senders_reference=senders_reference,
         created=True,
+        claimed=claimed,
     )
 
 

@@ -32,6 +32,8 @@ class OrderReceipt:
     notification_ids: tuple[UUID, ...]
     senders_reference: str | None
     created: bool
+    # The notification as claimed when the order was stored under a lease.
+    claimed: ClaimedNotification | None = None
 
 
 @dataclass(frozen=True, slots=True)
