@@ -1,0 +1,42 @@
+"""The test SMSC for benchmarks: receipts at once, no PDU echo, bounded records.
+
+`python bench/smsc.py --port 2775 [--receipt-delay 0]` serves SMPP 3.4 on
+127.0.0.1 until it is terminated. It is budstikke's strict test SMSC with
+two changes for long runs: nothing is printed per PDU, and the lists it
+keeps for test assertions are emptied every second so its memory stays flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
+
+CLEAR_RECORDS_S = 1.0
+
+
+async def serve(port: int, receipt_delay_s: float) -> None:
+    options = DevSmscOptions(port=port, receipt_delay_s=receipt_delay_s, echo=None)
+    async with DevSmsc(options) as smsc:
+        while True:
+            await asyncio.sleep(CLEAR_RECORDS_S)
+            smsc.received.clear()
+            smsc.sent.clear()
+            smsc.receipts_acknowledged.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=2775, help="TCP port on 127.0.0.1")
+    parser.add_argument(
+        "--receipt-delay", type=float, default=0.0, help="seconds before each delivery receipt"
+    )
+    arguments = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(arguments.port, arguments.receipt_delay))
+
+
+if __name__ == "__main__":
+    main()
