@@ -162,12 +162,15 @@ class NotificationStore:
         )
         if not self.database.is_sqlite:
             candidates = candidates.with_for_update(skip_locked=True)
+        # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL
+        # may run it again for each row, and SKIP LOCKED then claims every row.
+        picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
         was_sending = notifications.c.status.in_(SENDING_STATUSES)
         async with self.database.write() as connection:
             rows = (
                 await connection.execute(
                     update(notifications)
-                    .where(notifications.c.id.in_(candidates.scalar_subquery()), due)
+                    .where(notifications.c.id.in_(select(picked.c.id)), due)
                     .values(
                         status=sending_status_for_channel(),
                         lease_owner=worker_id,

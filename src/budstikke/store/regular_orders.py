@@ -254,11 +254,14 @@ class RegularOrderStore:
         )
         if not self.database.is_sqlite:
             candidates = candidates.with_for_update(skip_locked=True)
+        # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL
+        # may run it again for each row, and SKIP LOCKED then claims every row.
+        picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
         async with self.database.write() as connection:
             rows = (
                 await connection.execute(
                     update(regular_orders)
-                    .where(regular_orders.c.order_id.in_(candidates.scalar_subquery()), due)
+                    .where(regular_orders.c.order_id.in_(select(picked.c.order_id)), due)
                     .values(lease_owner=worker_id, lease_expires_at=lease_until)
                     .returning(*regular_orders.c)
                 )

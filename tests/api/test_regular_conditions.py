@@ -1,0 +1,110 @@
+"""Condition endpoints of regular orders end to end, against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from budstikke.config import Settings
+from budstikke.store.tables import regular_orders
+from tests.api.condition_server import closed_port, condition_server
+from tests.api.regular import advance, place, regular_order, shipment
+from tests.conftest import FakeClock, RunningApp, run_app, wait_for
+
+
+def allowing_loopback(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"allow_private_condition_endpoints": True, "worker_poll_interval_s": 0.05}
+    )
+
+
+async def wait_status(app: RunningApp, shipment_id: str, status: str) -> dict[str, object]:
+    async def reached() -> bool:
+        return (await shipment(app, shipment_id))["status"] == status
+
+    await wait_for(reached)
+    return await shipment(app, shipment_id)
+
+
+async def condition_row(app: RunningApp) -> object:
+    async with app.database.read() as connection:
+        return (
+            await connection.execute(
+                select(
+                    regular_orders.c.condition_attempts,
+                    regular_orders.c.condition_note,
+                    regular_orders.c.process_after,
+                )
+            )
+        ).one()
+
+
+async def test_true_answer_sends(settings: Settings) -> None:
+    async with condition_server() as server, run_app(allowing_loopback(settings)) as app:
+        placed = await place(app, regular_order(conditionEndpoint=server.url("/seen?id=7")))
+        shown = await wait_status(app, placed["notification"]["shipmentId"], "Order_Completed")
+
+        assert server.paths == ["/seen?id=7"]
+        assert shown["recipients"][0]["status"] == "SMS_Delivered"  # type: ignore[index]
+
+
+async def test_false_answer_ends_order(settings: Settings) -> None:
+    async with condition_server() as server, run_app(allowing_loopback(settings)) as app:
+        server.answer(b'{"sendNotification": false}')
+        placed = await place(app, regular_order(conditionEndpoint=server.url()))
+        shipment_id = placed["notification"]["shipmentId"]
+        shown = await wait_status(app, shipment_id, "Order_SendConditionNotMet")
+
+        assert shown["recipients"] == []
+        assert app.outbox_lines("sms") == []
+        feed = await app.client.get(
+            "/notifications/api/v1/future/shipment/feed", headers=app.headers()
+        )
+        assert [entry["status"] for entry in feed.json()] == ["Order_SendConditionNotMet"]
+
+
+@pytest.mark.parametrize("answer", ["unreachable", "unclear"])
+async def test_no_answer_is_retried_then_sent(
+    settings: Settings, answer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="budstikke.dispatch.regular")
+    clock = FakeClock(datetime.now(UTC))
+    async with (
+        condition_server() as server,
+        run_app(allowing_loopback(settings), clock=clock) as app,
+    ):
+        server.answer(b"<html>maintenance</html>")
+        url = server.url() if answer == "unclear" else f"http://127.0.0.1:{closed_port()}/c"
+        placed = await place(app, regular_order(conditionEndpoint=url))
+        shipment_id = placed["notification"]["shipmentId"]
+
+        async def attempts_reach(count: int) -> bool:
+            return (await condition_row(app)).condition_attempts >= count  # type: ignore[attr-defined]
+
+        await wait_for(lambda: attempts_reach(1))
+        assert (await shipment(app, shipment_id))["status"] == "Order_Processing"
+        first = await condition_row(app)
+        assert (first.process_after - clock.now).total_seconds() == pytest.approx(5)  # type: ignore[attr-defined]
+
+        advance(app, clock, 5)
+        await wait_for(lambda: attempts_reach(2))
+        second = await condition_row(app)
+        assert (second.process_after - clock.now).total_seconds() == pytest.approx(10)  # type: ignore[attr-defined]
+        assert (await shipment(app, shipment_id))["status"] == "Order_Processing"
+
+        advance(app, clock, 600)
+        shown = await wait_status(app, shipment_id, "Order_Completed")
+
+        assert shown["recipients"][0]["status"] == "SMS_Delivered"  # type: ignore[index]
+        note = (await condition_row(app)).condition_note  # type: ignore[attr-defined]
+        assert note.startswith("sent without an answer from the condition endpoint after 3")
+        sent_anyway = [
+            r for r in caplog.records if getattr(r, "event", "") == "condition_unanswered_sent"
+        ]
+        assert len(sent_anyway) == 1
+        assert sent_anyway[0].order_id == placed["notificationOrderId"]  # type: ignore[attr-defined]
+        retries = [r for r in caplog.records if getattr(r, "event", "") == "condition_retry"]
+        assert len(retries) == 2
