@@ -15,6 +15,7 @@ import click
 
 from budstikke.channels.base import Provider
 from budstikke.cli_client import client_commands
+from budstikke.cli_import import orders_group
 from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
 from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
@@ -67,6 +68,7 @@ def main() -> None:
 
 for client_command in client_commands():
     main.add_command(client_command)
+main.add_command(orders_group)
 
 
 @main.command(epilog=describe_settings())

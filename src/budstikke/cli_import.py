@@ -1,0 +1,279 @@
+"""`budstikke orders import`: post regular orders from a CSV or JSON Lines file.
+
+Each order carries the idempotency id from its row or line, so running the
+same file again is a resume: orders the server already has answer 200 and
+are not sent twice, and only the missing ones are created.
+
+JSON Lines: one request body of `POST /notifications/api/v1/future/orders`
+per line, reminders included. CSV: a header row and one order per row, with
+the columns listed in CSV_COLUMNS; a row names `phoneNumber` for an SMS or
+`emailAddress` (with `subject`) for an email.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import click
+import httpx
+
+from budstikke.cli_client import API_PREFIX, api_options, make_client
+
+CSV_COLUMNS: Final = (
+    "idempotencyId",
+    "sendersReference",
+    "requestedSendTime",
+    "conditionEndpoint",
+    "phoneNumber",
+    "sender",
+    "sendingTimePolicy",
+    "emailAddress",
+    "senderEmailAddress",
+    "subject",
+    "contentType",
+    "body",
+)
+REQUEST_TIMEOUT_S: Final = 30.0
+# Answers worth another try: rate limit, database unavailable, gateway errors.
+RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+MAX_ATTEMPTS: Final = 5
+FIRST_RETRY_S: Final = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One order read from the file; `body` is None when the line could not be read."""
+
+    line: int
+    body: dict[str, Any] | None
+    error: str = ""
+
+
+@dataclass(slots=True)
+class ImportTally:
+    created: int = 0
+    existing: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def read_orders(path: Path, file_format: str) -> Iterator[OrderLine]:
+    """Yield the orders of a file, with the line number that error messages name."""
+    with path.open(encoding="utf-8", newline="") as file:
+        if file_format == "jsonl":
+            for number, text in enumerate(file, start=1):
+                if text.strip():
+                    yield parse_json_line(number, text)
+            return
+        reader = csv.DictReader(file)
+        unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
+        if unknown:
+            raise click.UsageError(
+                f"{path}: unknown CSV column(s) {', '.join(sorted(unknown))}; the columns are "
+                f"{', '.join(CSV_COLUMNS)}"
+            )
+        for row in reader:
+            yield OrderLine(reader.line_num, order_from_row(row))
+
+
+def parse_json_line(number: int, text: str) -> OrderLine:
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        return OrderLine(number, None, f"not valid JSON: {error}")
+    if not isinstance(body, dict):
+        return OrderLine(number, None, "the line must be a JSON object")
+    return OrderLine(number, body)
+
+
+def order_from_row(row: dict[str, str | None]) -> dict[str, Any]:
+    """Build a request body from a CSV row; empty cells mean absent."""
+    cell = {name: (value or "").strip() for name, value in row.items() if name}
+    body: dict[str, Any] = {"idempotencyId": cell.get("idempotencyId", "")}
+    for name in ("sendersReference", "requestedSendTime", "conditionEndpoint"):
+        if cell.get(name):
+            body[name] = cell[name]
+    if cell.get("phoneNumber"):
+        settings = {"body": row.get("body") or ""}
+        for name in ("sender", "sendingTimePolicy"):
+            if cell.get(name):
+                settings[name] = cell[name]
+        body["recipient"] = {
+            "recipientSms": {"phoneNumber": cell["phoneNumber"], "smsSettings": settings}
+        }
+    else:
+        settings = {"subject": cell.get("subject", ""), "body": row.get("body") or ""}
+        for name in ("senderEmailAddress", "contentType"):
+            if cell.get(name):
+                settings[name] = cell[name]
+        body["recipient"] = {
+            "recipientEmail": {
+                "emailAddress": cell.get("emailAddress", ""),
+                "emailSettings": settings,
+            }
+        }
+    return body
+
+
+def describe_rejection(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    errors = problem.get("errors") if isinstance(problem, dict) else None
+    if isinstance(errors, dict):
+        return "; ".join(
+            f"{path}: {' '.join(map(str, messages))}" for path, messages in errors.items()
+        )
+    detail = problem.get("detail") or problem.get("title") if isinstance(problem, dict) else None
+    return f"HTTP {response.status_code}: {detail}"
+
+
+async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportTally) -> None:
+    """Post one order, retrying answers and failures that a later attempt may fix."""
+    if order.body is None:
+        tally.failures.append(f"line {order.line}: {order.error}")
+        return
+    if not str(order.body.get("idempotencyId") or "").strip():
+        tally.failures.append(
+            f"line {order.line}: idempotencyId is missing; every order needs one so that a "
+            "repeated import does not send it twice"
+        )
+        return
+    pause_s = FIRST_RETRY_S
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            response = await client.post(f"{API_PREFIX}/orders", json=order.body)
+        except httpx.HTTPError as error:
+            problem = f"request failed: {type(error).__name__}: {error}"
+        else:
+            if response.status_code == 201:
+                tally.created += 1
+                return
+            if response.status_code == 200:
+                tally.existing += 1
+                return
+            problem = describe_rejection(response)
+            if response.status_code not in RETRY_STATUSES:
+                tally.failures.append(f"line {order.line}: {problem}")
+                return
+            retry_after = response.headers.get("retry-after", "")
+            if retry_after.isdigit():
+                pause_s = max(pause_s, float(retry_after))
+        if attempt == MAX_ATTEMPTS:
+            tally.failures.append(f"line {order.line}: {problem} (after {attempt} attempts)")
+            return
+        await asyncio.sleep(pause_s)
+        pause_s *= 2
+
+
+async def import_orders(
+    orders: list[OrderLine], *, api_url: str, api_key: str, concurrency: int, show_progress: bool
+) -> ImportTally:
+    tally = ImportTally()
+    queue: asyncio.Queue[OrderLine] = asyncio.Queue()
+    for order in orders:
+        queue.put_nowait(order)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with click.progressbar(
+        length=len(orders),
+        label="importing",
+        file=sys.stderr,
+        show_pos=True,
+        hidden=not show_progress,
+    ) as bar:
+
+        async def work(client: httpx.AsyncClient) -> None:
+            while not queue.empty():
+                order = queue.get_nowait()
+                await post_order(client, order, tally)
+                bar.update(1)
+
+        async with httpx.AsyncClient(
+            base_url=api_url, headers=headers, timeout=REQUEST_TIMEOUT_S
+        ) as client:
+            await asyncio.gather(*(work(client) for _ in range(concurrency)))
+    return tally
+
+
+@click.group("orders")
+def orders_group() -> None:
+    """Place regular orders in bulk through the running API."""
+
+
+@orders_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "jsonl"]),
+    help="File format; default: from the file name (.csv, or .jsonl / .ndjson).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+@api_options
+def import_command(
+    path: Path,
+    file_format: str | None,
+    concurrency: int,
+    no_progress: bool,
+    api_url: str,
+    api_key: str | None,
+) -> None:
+    """Post every order in PATH (CSV or JSON Lines) as a regular order.
+
+    Safe to run again after an interruption: each order's idempotencyId makes
+    the server store it once. Exit status 1 when any order was rejected or
+    could not be posted; the lines are listed on standard error.
+    """
+    client = make_client(api_url, api_key)
+    file_format = file_format or guess_format(path)
+    orders = list(read_orders(path, file_format))
+    started = time.monotonic()
+    tally = asyncio.run(
+        import_orders(
+            orders,
+            api_url=client.url,
+            api_key=client.key,
+            concurrency=concurrency,
+            show_progress=not no_progress and sys.stderr.isatty(),
+        )
+    )
+    for failure in sorted(tally.failures, key=line_number):
+        click.echo(failure, err=True)
+    elapsed = time.monotonic() - started
+    click.echo(
+        f"{tally.created} created, {tally.existing} already present, {len(tally.failures)} "
+        f"failed, of {len(orders)} orders in {elapsed:.1f} s"
+    )
+    if tally.failures:
+        sys.exit(1)
+
+
+def guess_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise click.UsageError(
+        f"cannot tell the format of {path.name} from its name; pass --format csv or --format jsonl"
+    )
+
+
+def line_number(failure: str) -> int:
+    number = failure.removeprefix("line ").split(":", 1)[0]
+    return int(number) if number.isdigit() else 0

@@ -1,0 +1,101 @@
+"""`budstikke orders import` against a real `budstikke serve`: CSV, JSON Lines, and resuming."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from budstikke.cli import main
+from tests.serve_process import ServeProcess, serve_process
+
+API = "/notifications/api/v1/future"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    with serve_process(tmp_path_factory.mktemp("import") / "data") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api_key(server: ServeProcess) -> str:
+    return server.create_api_key("ttd")
+
+
+def run_import(server: ServeProcess, api_key: str, path: Path) -> tuple[int, str, str]:
+    environment = {"BUDSTIKKE_API_URL": server.url, "BUDSTIKKE_API_KEY": api_key}
+    result = CliRunner().invoke(main, ["orders", "import", str(path)], env=environment)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_csv_import_is_resumable(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "idempotencyId,sendersReference,phoneNumber,sendingTimePolicy,emailAddress,subject,body\n"
+        "csv-1,case-1,+4799999991,Anytime,,,Your case was updated\n"
+        "csv-2,case-2,,,ola@example.com,Case 2,Your case was updated\n"
+    )
+    code, stdout, _stderr = run_import(server, api_key, path)
+    assert code == 0
+    assert stdout.startswith("2 created, 0 already present, 0 failed")
+
+    with path.open("a") as file:
+        file.write("csv-3,case-3,+4799999993,Anytime,,,Third\n")
+    code, stdout, _stderr = run_import(server, api_key, path)
+    assert code == 0
+    assert stdout.startswith("1 created, 2 already present, 0 failed")
+
+
+def test_jsonl_import_reports_bad_lines(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    good = {
+        "idempotencyId": "jsonl-1",
+        "recipient": {
+            "recipientEmail": {
+                "emailAddress": "kari@example.com",
+                "emailSettings": {"subject": "Reminder", "body": "Tomorrow at 10."},
+            }
+        },
+        "reminders": [
+            {
+                "delayDays": 1,
+                "recipient": {
+                    "recipientSms": {
+                        "phoneNumber": "+4799999999",
+                        "smsSettings": {"body": "Tomorrow at 10."},
+                    }
+                },
+            }
+        ],
+    }
+    person = {"idempotencyId": "jsonl-2", "recipient": {"recipientPerson": {}}}
+    path = tmp_path / "orders.jsonl"
+    lines = [json.dumps(good), "{not json", json.dumps(person), json.dumps({"recipient": {}})]
+    path.write_text("\n".join(lines) + "\n")
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 1
+    assert stdout.startswith("1 created, 0 already present, 3 failed")
+    assert "line 2: not valid JSON" in stderr
+    assert "line 3: recipient.recipientPerson:" in stderr
+    assert "line 4: idempotencyId is missing" in stderr
+    response = httpx.post(
+        f"{server.url}{API}/orders", json=good, headers={"Authorization": f"Bearer {api_key}"}
+    )
+    assert response.status_code == 200
+    assert len(response.json()["notification"]["reminders"]) == 1
+
+
+def test_unknown_csv_column_is_named(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("idempotencyId,phone\nx,+4799999999\n")
+    code, _stdout, stderr = run_import(server, api_key, path)
+    assert code == 2
+    assert "unknown CSV column(s) phone" in stderr
