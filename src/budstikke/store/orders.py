@@ -30,6 +30,7 @@ from budstikke.store.records import (
     Shipment,
 )
 from budstikke.store.tables import notifications, orders
+from budstikke.store.webhook_events import record_notification_event, record_order_callback
 
 # A handed-off message waits this long past its TTL for a final report.
 REPORT_GRACE_S = 300
@@ -75,6 +76,7 @@ async def create_instant_order(
     now: datetime,
     notify_workers: bool = False,
     lease: Lease | None = None,
+    callback_url: str | None = None,
 ) -> OrderReceipt:
     """Store an order with its notification, or return the order stored under the same key.
 
@@ -95,6 +97,7 @@ async def create_instant_order(
                 notification=notification,
                 now=now,
                 lease=lease,
+                callback_url=callback_url,
             )
             if receipt is None:
                 existing = await find_order_by_key(connection, creator, idempotency_id)
