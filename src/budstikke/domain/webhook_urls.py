@@ -99,11 +99,12 @@ def parse_webhook_url(raw: str, *, allow_http: bool) -> WebhookUrl:
     if not host:
         raise InvalidWebhookUrlError(f"the URL has no host; got {raw[:40]!r}")
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
+        explicit_port = parts.port
     except ValueError:
-        raise InvalidWebhookUrlError("the URL's port must be a number from 1 to 65535") from None
-    if port == 0:
+        explicit_port = 0
+    if explicit_port == 0:
         raise InvalidWebhookUrlError("the URL's port must be a number from 1 to 65535")
+    port = DEFAULT_PORTS[scheme] if explicit_port is None else explicit_port
     path = parts.path or "/"
     segments = unquote(path).split("/")
     if "." in segments or ".." in segments:
@@ -168,9 +169,12 @@ class AddressPolicy:
         address = unmap(address)
         if any(address in network for network in self.allowed_networks):
             return None
-        reason = classify_address(address)
-        if reason is not None:
-            return reason
+        # A NAT64 address (DNS64 answers on IPv6-only networks) leads to the
+        # IPv4 address it embeds, and only that address decides.
+        if address not in NAT64_NETWORK:
+            reason = classify_address(address)
+            if reason is not None:
+                return reason
         for embedded in embedded_ipv4(address):
             if any(embedded in network for network in self.allowed_networks):
                 continue
@@ -218,8 +222,8 @@ def classify_address(address: IPAddress) -> str | None:
         (address.is_loopback, "a loopback address"),
         (address.is_link_local, "a link-local address"),
         (address.is_multicast, "a multicast address"),
-        (address.is_private, "a private address"),
         (address.is_reserved, "a reserved address"),
+        (address.is_private, "a private address"),
         (not address.is_global, "not a globally routable address"),
     )
     for matches, reason in checks:
