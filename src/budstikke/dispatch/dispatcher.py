@@ -21,6 +21,7 @@ from uuid import UUID
 from budstikke.channels.base import DeliveryReport, Provider, ReportSink
 from budstikke.dispatch.messages import build_message
 from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
+from budstikke.dispatch.webhooks import WebhookDeliveryLoop
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel
 from budstikke.errors import DatabaseUnavailableError, HandOffError
@@ -76,6 +77,10 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        # Expiry scans every new notification, so a busy loop runs it once per poll interval.
+        self._next_expiry_at = datetime.min.replace(tzinfo=UTC)
+        # Started and stopped with the worker loop; None where webhooks are not sent.
+        self.webhooks: WebhookDeliveryLoop | None = None
 
     async def start_providers(self) -> None:
         """Start the providers, and the database event listener where there is one."""
@@ -88,6 +93,8 @@ class Dispatcher:
     def start_worker(self) -> None:
         """Start the worker loop in the background."""
         self._loop_task = asyncio.create_task(self._run_worker(), name="budstikke-worker")
+        if self.webhooks is not None:
+            self.webhooks.start()
         logger.info(
             "worker started", extra={"event": "worker_started", "worker_id": self.worker_id}
         )
@@ -98,6 +105,8 @@ class Dispatcher:
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self._in_flight:
             _done, pending = await asyncio.wait(set(self._in_flight), timeout=STOP_GRACE_S)
             for task in pending:
@@ -201,13 +210,18 @@ class Dispatcher:
         Returns whether every free slot got work, so the loop goes on at once.
         """
         now = self.clock()
-        expired = await self.store.expire_overdue(now)
-        self.metrics.record_expired(len(expired))
-        for notification_id in expired:
-            logger.info(
-                "notification expired",
-                extra={"event": "notification_expired", "notification_id": str(notification_id)},
-            )
+        if now >= self._next_expiry_at:
+            self._next_expiry_at = now + timedelta(seconds=self.poll_interval_s)
+            expired = await self.store.expire_overdue(now)
+            self.metrics.record_expired(len(expired))
+            for notification_id in expired:
+                logger.info(
+                    "notification expired",
+                    extra={
+                        "event": "notification_expired",
+                        "notification_id": str(notification_id),
+                    },
+                )
         free_slots = self.concurrency - len(self._in_flight)
         if free_slots <= 0:
             return False
@@ -218,7 +232,10 @@ class Dispatcher:
             limit=free_slots,
         )
         for item in claimed:
-            self._spawn(self._hand_off(item))
+            task = self._spawn(self._hand_off(item))
+            # A finished hand-off frees a slot: claim more now, not at the next poll,
+            # or a backlog drains at only `concurrency` messages per poll interval.
+            task.add_done_callback(lambda _task: self._wake.set())
         return len(claimed) == free_slots
 
     async def _hand_off(self, claimed: ClaimedNotification) -> None:

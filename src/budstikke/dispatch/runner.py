@@ -13,6 +13,7 @@ from budstikke.channels.registry import build_email_provider, build_sms_provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher, utc_now
 from budstikke.dispatch.regular import RegularOrderProcessor, build_regular_processor
+from budstikke.dispatch.webhooks import build_webhook_loop
 from budstikke.domain.statuses import Channel
 from budstikke.metrics import Metrics
 from budstikke.metrics_server import start_metrics_server
@@ -41,7 +42,7 @@ def build_dispatcher(
 ) -> Dispatcher:
     """Build a dispatcher; on PostgreSQL it listens for work queued by other processes."""
     events = None if database.is_sqlite else PgEventListener(settings.resolved_database_url)
-    return Dispatcher(
+    dispatcher = Dispatcher(
         NotificationStore(database),
         providers,
         handoff_timeout_s=settings.handoff_timeout_s,
@@ -52,6 +53,11 @@ def build_dispatcher(
         events=events,
         metrics=metrics,
     )
+    # Runs only where the worker loop runs (start_worker).
+    dispatcher.webhooks = build_webhook_loop(
+        settings, database, worker_id=dispatcher.worker_id, clock=clock, metrics=dispatcher.metrics
+    )
+    return dispatcher
 
 
 async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) -> None:
