@@ -16,6 +16,7 @@ import click
 from budstikke.channels.base import Provider
 from budstikke.cli_client import client_commands
 from budstikke.cli_import import orders_group
+from budstikke.cli_webhooks import webhook
 from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
 from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
@@ -68,6 +69,7 @@ def main() -> None:
 
 for client_command in client_commands():
     main.add_command(client_command)
+main.add_command(webhook)
 main.add_command(orders_group)
 
 

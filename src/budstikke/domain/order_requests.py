@@ -19,6 +19,7 @@ from budstikke.domain.request_fields import (
 )
 from budstikke.domain.sender import InvalidSenderError, parse_sms_sender
 from budstikke.domain.sms_text import count_segments
+from budstikke.domain.webhook_requests import read_callback_url
 
 MAX_ID_LENGTH = 200
 MIN_TTL_S = 60
@@ -36,6 +37,10 @@ class InstantSmsOrder:
     ttl_s: int
     sender: str | None  # None: use the configured default
     body: str
+    # Extension: a URL under one of the creator's webhook endpoints that gets this order's events.
+    callback_url: str | None = None
+    # JSON path of the recipient object, for errors found after parsing.
+    recipient_path: str = "recipientSms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class InstantEmailOrder:
     subject: str
     body: str
     content_type: Literal["Plain", "Html"]
+    # Extension: a URL under one of the creator's webhook endpoints that gets this order's events.
+    callback_url: str | None = None
 
 
 def require_object(body: Any, errors: FieldErrors) -> JsonObject:
@@ -83,6 +90,7 @@ def parse_instant_sms_order(
     errors = FieldErrors()
     source = require_object(body, errors)
     idempotency_id, senders_reference = read_order_header(source, errors)
+    callback_url = read_callback_url(source, errors)
     parent, container = "", cast(JsonObject | None, source)
     if nested:
         recipient = read_object(source, "recipient", "", errors, required=True)
@@ -121,6 +129,8 @@ def parse_instant_sms_order(
         ttl_s=ttl_s,
         sender=sender,
         body=text,
+        callback_url=callback_url,
+        recipient_path=sms_path,
     )
 
 
@@ -173,6 +183,7 @@ def parse_instant_email_order(body: Any) -> InstantEmailOrder:
     errors = FieldErrors()
     source = require_object(body, errors)
     idempotency_id, senders_reference = read_order_header(source, errors)
+    callback_url = read_callback_url(source, errors)
     email = read_object(source, "recipientEmail", "", errors, required=True)
     address = ttl_s = settings = None
     sender = subject = text = None
@@ -207,6 +218,7 @@ def parse_instant_email_order(body: Any) -> InstantEmailOrder:
         subject=subject,
         body=text,
         content_type=content_type,
+        callback_url=callback_url,
     )
 
 
