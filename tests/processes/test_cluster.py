@@ -44,7 +44,8 @@ def order_body(index: int) -> tuple[str, dict[str, Any]]:
     return "instant/sms", {
         "idempotencyId": f"load-{index}",
         "recipientSms": {
-            "phoneNumber": "+4799999999",
+            # Distinct recipients stay under the per-recipient limits.
+            "phoneNumber": f"+4790{index:06d}",
             "timeToLiveInSeconds": 600,
             "smsSettings": {"body": f"Your code is {index:06d}."},
         },

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import and_, case, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -39,6 +39,9 @@ from budstikke.store.webhook_events import (
 )
 
 logger = logging.getLogger(__name__)
+
+# First half of the two-part advisory lock ids that guard provider message ids.
+REFERENCE_LOCK_NAMESPACE = 0x62736B
 
 NEW_STATUSES = [status.value for status in NEW_STATUS.values()]
 SENDING_STATUSES = [status.value for status in SENDING_STATUS.values()]
@@ -207,6 +210,7 @@ class NotificationStore:
             )
             if not moved:
                 return False
+            await lock_reference_keys(connection, [key for part in parts for key in part.keys])
             await self._insert_parts(connection, claimed.id, parts)
             if parts:
                 await self._apply_unmatched_reports(connection, claimed.id, parts, now)
@@ -348,6 +352,7 @@ class NotificationStore:
         is already final.
         """
         async with self.database.write() as connection:
+            await lock_reference_keys(connection, keys)
             part = (
                 await connection.execute(
                     select(provider_ref_keys.c.notification_id, provider_ref_keys.c.part_index)
@@ -551,6 +556,26 @@ class NotificationStore:
             )
             await record_notification_events(connection, [change], now=now)
         await complete_order_if_final(connection, notification.order_id, now)
+
+
+async def lock_reference_keys(connection: AsyncConnection, keys: Sequence[str]) -> None:
+    """Serialise the recording of a hand-off and the reports on its message ids (PostgreSQL).
+
+    A receipt can arrive while the submit response is being recorded. Without
+    a lock, the report's transaction may not yet see the parts and keep the
+    report as unmatched, while the recording transaction started too early to
+    see that unmatched report: both miss each other and the message stays
+    accepted forever. Both sides lock every key they use, in sorted order so
+    two transactions never wait on each other; a report and its part share
+    at least one key. SQLite runs one writer at a time and needs no lock.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        await connection.execute(
+            text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
+            {"namespace": REFERENCE_LOCK_NAMESPACE, "key": key},
+        )
 
 
 def combine_part_statuses(
