@@ -176,6 +176,10 @@ def running_server(
         **os.environ,
         "BUDSTIKKE_DATA_DIR": str(data_dir),
         "BUDSTIKKE_LOG_LEVEL": "INFO",
+        # The creator's token bucket stays in the path, but so large that it
+        # never refuses: the benchmark measures capacity, not the limit.
+        "BUDSTIKKE_RATE_LIMIT_PER_S": "1000000",
+        "BUDSTIKKE_RATE_LIMIT_BURST": "1000000",
     }
     if database_url:
         env["BUDSTIKKE_DATABASE_URL"] = database_url

@@ -33,12 +33,12 @@ from pathlib import Path
 API = "/notifications/api/v1/future"
 SMS_BODY = (
     '{{"idempotencyId":"{key}","sendersReference":"bench",'
-    '"recipientSms":{{"phoneNumber":"+4799999999","timeToLiveInSeconds":300,'
+    '"recipientSms":{{"phoneNumber":"{phone}","timeToLiveInSeconds":300,'
     '"smsSettings":{{"sender":"Bench","body":"Your code is 482913."}}}}}}'
 )
 EMAIL_BODY = (
     '{{"idempotencyId":"{key}","sendersReference":"bench",'
-    '"recipientEmail":{{"emailAddress":"ola.nordmann@example.com",'
+    '"recipientEmail":{{"emailAddress":"{email}",'
     '"emailSettings":{{"subject":"Your one-time code","body":"Your code is 482913."}}}}}}'
 )
 SHIPMENT_MARKER = b'"shipmentId":"'
@@ -74,7 +74,13 @@ class RequestMaker:
             if self.kind == "sms"
             else (EMAIL_BODY, f"{API}/orders/instant/email")
         )
-        body = template.format(key=f"{self.run_id}-{index}").encode()
+        # A recipient of its own for each order: the per-recipient limit of a
+        # few messages in 10 minutes would refuse a benchmark to one number.
+        body = template.format(
+            key=f"{self.run_id}-{index}",
+            phone=f"+474{index % 10_000_000:07d}",
+            email=f"user{index}.{self.run_id}@example.com",
+        ).encode()
         return (
             f"POST {path} HTTP/1.1\r\n{self.head}Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
