@@ -16,6 +16,7 @@ from uuid import UUID
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from budstikke.domain.webhook_retry import endpoint_pause_until, should_disable_endpoint
 from budstikke.store.database import Database
@@ -77,7 +78,7 @@ class FailureOutcome:
     endpoint_paused_until: datetime | None
 
 
-def due_condition(now: datetime) -> object:
+def due_condition(now: datetime) -> ColumnElement[bool]:
     delivery = webhook_deliveries.c
     return and_(
         delivery.state == PENDING,
@@ -104,7 +105,7 @@ async def claim_due(
         select(delivery.id)
         .join(webhook_endpoints, endpoint.id == delivery.endpoint_id)
         .where(
-            due_condition(now),  # type: ignore[arg-type]
+            due_condition(now),
             endpoint.enabled.is_(True),
             or_(endpoint.paused_until.is_(None), endpoint.paused_until <= now),
             ~waits_for_earlier,
@@ -114,11 +115,14 @@ async def claim_due(
     )
     if not database.is_sqlite:
         candidates = candidates.with_for_update(skip_locked=True, of=webhook_deliveries)
+    # A materialized CTE runs the LIMIT once; as `IN (subquery)` PostgreSQL may
+    # run it again for each row, and SKIP LOCKED then claims more than `limit`.
+    picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     async with database.write() as connection:
         rows = (
             await connection.execute(
                 update(webhook_deliveries)
-                .where(delivery.id.in_(candidates.scalar_subquery()), due_condition(now))  # type: ignore[arg-type]
+                .where(delivery.id.in_(select(picked.c.id)), due_condition(now))
                 .values(
                     lease_owner=worker_id,
                     lease_expires_at=lease_until,
