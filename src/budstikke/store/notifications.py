@@ -489,15 +489,10 @@ class NotificationStore:
     ) -> None:
         if status is None:
             return
-        await connection.execute(
-            update(provider_parts)
-            .where(
-                provider_parts.c.notification_id == notification_id,
-                provider_parts.c.part_index == part_index,
-                provider_parts.c.status.is_(None),
-            )
-            .values(status=status.value, error_code=error_code)
-        )
+        # Receipts of the parts of one message arrive together. Locking the
+        # notification row first makes them take turns, so the last one sees
+        # every other part's status; without it, two concurrent transactions
+        # could each see the other's part as still open (PostgreSQL).
         notification = (
             await connection.execute(
                 select(
@@ -507,9 +502,20 @@ class NotificationStore:
                     notifications.c.part_count,
                     notifications.c.creator,
                     notifications.c.recipient,
-                ).where(notifications.c.id == notification_id)
+                )
+                .where(notifications.c.id == notification_id)
+                .with_for_update()
             )
         ).one()
+        await connection.execute(
+            update(provider_parts)
+            .where(
+                provider_parts.c.notification_id == notification_id,
+                provider_parts.c.part_index == part_index,
+                provider_parts.c.status.is_(None),
+            )
+            .values(status=status.value, error_code=error_code)
+        )
         if NotificationStatus(notification.status).is_final:
             logger.info(
                 "delivery report after final status ignored",
