@@ -179,3 +179,24 @@ async def test_every_invalid_field_is_listed(running_app: RunningApp) -> None:
         "recipientSms.timeToLiveInSeconds",
         "recipientSms.smsSettings.body",
     }
+
+
+@pytest.mark.parametrize("address", ["ola@blåbær.example", "øyvind@example.com"])
+async def test_international_addresses_accepted(running_app: RunningApp, address: str) -> None:
+    response = await running_app.client.post(
+        EMAIL_PATH,
+        headers=running_app.headers(),
+        json=email_order(address=address, subject="Kode for Bø"),
+    )
+    assert response.status_code == 201
+
+
+async def test_broken_punycode_domain_is_400(running_app: RunningApp) -> None:
+    response = await running_app.client.post(
+        EMAIL_PATH,
+        headers=running_app.headers(),
+        json=email_order(address="ola@xn--zz--k1.example"),
+    )
+    assert response.status_code == 400
+    message = response.json()["errors"]["recipientEmail.emailAddress"][0]
+    assert "IDNA" in message

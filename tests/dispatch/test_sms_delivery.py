@@ -188,3 +188,39 @@ async def _feed(app: RunningApp) -> list[dict[str, Any]]:
     response = await app.client.get(f"{API}/shipment/feed?seq=0", headers=app.headers())
     result: list[dict[str, Any]] = response.json()
     return result
+
+
+async def test_dropped_connection_loses_nothing(settings: Settings, smsc: DevSmsc) -> None:
+    smsc.options.response_delay_s = 0.2
+    query = "&window=10&reconnect_max_s=0.5"
+    async with run_app(smpp_settings(settings, smsc, query)) as app:
+        await wait_for(lambda: _bound(app))
+        smsc.drop_after_submits(5)
+        shipment_ids = await asyncio.gather(
+            *(
+                place_sms(app, body=f"Drop {index}", phone=f"+4791{index:06d}")
+                for index in range(20)
+            )
+        )
+
+        async def all_final() -> bool:
+            statuses = [await shipment_status(app, shipment_id) for shipment_id in shipment_ids]
+            return all(order == "Order_Completed" for order, _status in statuses)
+
+        await wait_for(all_final, timeout_s=60)
+        final = {(await shipment_status(app, shipment_id))[1] for shipment_id in shipment_ids}
+        async with app.database.read() as connection:
+            unknown = (
+                await connection.exec_driver_sql(
+                    "SELECT coalesce(sum(outcome_unknown_count), 0) FROM notifications"
+                )
+            ).scalar_one()
+
+    accepted_bodies = [message.submit.short_message for message in smsc.accepted.values()]
+    duplicates = len(accepted_bodies) - len(set(accepted_bodies))
+    assert final == {"SMS_Delivered"}
+    assert len(set(accepted_bodies)) == 20
+    # Only a submit that was in flight when the connection dropped may be sent
+    # twice, and each one is counted as an unknown outcome.
+    assert unknown >= 1
+    assert duplicates <= unknown
