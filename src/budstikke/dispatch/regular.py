@@ -38,8 +38,10 @@ logger = logging.getLogger(__name__)
 CONDITION_RETRY_WINDOW_S: Final = 600.0
 CONDITION_RETRY_FIRST_S: Final = 5.0
 CONDITION_RETRY_MAX_S: Final = 120.0
-# Orders claimed per pass, and condition endpoints asked at once.
-CLAIM_BATCH: Final = 500
+# Orders claimed per pass, and condition endpoints asked at once. A pass
+# holds the database's write lock while it stores its notifications, and on
+# SQLite instant orders wait for that lock, so a batch stays small.
+CLAIM_BATCH: Final = 200
 CONDITION_CONCURRENCY: Final = 16
 DATABASE_RETRY_S: Final = 0.5
 DATABASE_RETRY_MAX_S: Final = 15.0
@@ -88,6 +90,7 @@ class RegularOrders:
             main=main,
             reminders=[self._to_new(reminder) for reminder in request.reminders],
             now=now,
+            callback_url=request.callback_url,
         )
         logger.info(
             "regular order stored" if receipt.created else "regular order replayed",

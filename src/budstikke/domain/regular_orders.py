@@ -36,6 +36,7 @@ from budstikke.domain.request_fields import (
     read_object,
     read_string,
 )
+from budstikke.domain.webhook_requests import read_callback_url
 
 # A send time this far in the past still counts as "now": the client's clock
 # and the request's travel time may put "now" slightly behind ours.
@@ -80,6 +81,9 @@ class RegularOrderRequest:
     idempotency_id: str
     main: ScheduledMessage
     reminders: tuple[ScheduledMessage, ...]
+    # Extension: a URL under one of the creator's webhook endpoints that gets the events
+    # of the order and its reminders.
+    callback_url: str | None = None
 
 
 def parse_regular_order(
@@ -89,6 +93,7 @@ def parse_regular_order(
     errors = FieldErrors()
     source = require_object(body, errors)
     idempotency_id, senders_reference = read_order_header(source, errors)
+    callback_url = read_callback_url(source, errors)
     rules = ReadRules(now, max_segments, allow_private_endpoints)
     send_time = read_send_time(source, "", errors, now=now, required=False) or now
     endpoint = read_condition_endpoint(source, "", errors, rules)
@@ -97,7 +102,7 @@ def parse_regular_order(
     errors.raise_if_any()
     assert idempotency_id is not None and recipient is not None and reminders is not None
     main = ScheduledMessage(senders_reference, send_time.astimezone(UTC), endpoint, recipient)
-    return RegularOrderRequest(idempotency_id, main, reminders)
+    return RegularOrderRequest(idempotency_id, main, reminders, callback_url)
 
 
 @dataclass(frozen=True, slots=True)

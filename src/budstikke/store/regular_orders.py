@@ -28,6 +28,11 @@ from budstikke.store.database import Database
 from budstikke.store.feed import append_feed_entry
 from budstikke.store.orders import REPORT_GRACE_S
 from budstikke.store.tables import notifications, orders, regular_orders
+from budstikke.store.webhook_events import (
+    NotificationChange,
+    record_notification_events,
+    record_order_callback,
+)
 
 # A regular message may be handed off until 48 hours after its send time.
 REGULAR_EXPIRY_S = 48 * 3600
@@ -103,6 +108,7 @@ async def create_regular_order(
     main: NewScheduledMessage,
     reminders: Sequence[NewScheduledMessage],
     now: datetime,
+    callback_url: str | None = None,
 ) -> RegularOrderReceipt:
     """Store an order with its reminders, or return the order stored under the same key.
 
@@ -121,6 +127,7 @@ async def create_regular_order(
                 main=main,
                 reminders=reminders,
                 now=now,
+                callback_url=callback_url,
             )
     except IntegrityError:
         async with database.read() as connection:
@@ -166,6 +173,7 @@ async def insert_regular_order(
     main: NewScheduledMessage,
     reminders: Sequence[NewScheduledMessage],
     now: datetime,
+    callback_url: str | None = None,
 ) -> RegularOrderReceipt:
     main_order_id = uuid.uuid4()
     shipments: list[ShipmentReference] = []
@@ -204,6 +212,10 @@ async def insert_regular_order(
                 condition_attempts=0,
             )
         )
+        if callback_url is not None:
+            await record_order_callback(
+                connection, creator=creator, order_id=order_id, url=callback_url
+            )
     return RegularOrderReceipt(
         order_id=main_order_id,
         shipment_id=shipments[0].shipment_id,
@@ -321,11 +333,12 @@ class RegularOrderStore:
         if not items:
             return []
         async with self.database.write() as connection:
-            stored: list[dict[str, Any]] = []
-            for order, note in items:
-                finished = await finish_processing(connection, order, note=note)
-                if finished:
-                    stored.append(notification_values(order, now))
+            finished = await finish_processing_all(connection, items)
+            stored = [
+                notification_values(order, now)
+                for order, _note in items
+                if order.order_id in finished
+            ]
             if stored:
                 await connection.execute(insert(notifications), stored)
                 await connection.execute(
@@ -349,6 +362,33 @@ class RegularOrderStore:
                 connection, creator=order.creator, order_id=order.order_id, now=now
             )
         return True
+
+
+async def finish_processing_all(
+    connection: AsyncConnection, items: Sequence[tuple[DueRegularOrder, str | None]]
+) -> set[UUID]:
+    """Mark orders processed in bulk, where this worker still holds them; returns their ids."""
+    finished: set[UUID] = set()
+    for order, note in items:
+        if note is not None and await finish_processing(connection, order, note=note):
+            finished.add(order.order_id)
+    plain: dict[str, list[UUID]] = {}
+    for order, note in items:
+        if note is None:
+            plain.setdefault(order.lease_owner, []).append(order.order_id)
+    for lease_owner, ids in plain.items():
+        rows = await connection.execute(
+            update(regular_orders)
+            .where(
+                regular_orders.c.order_id.in_(ids),
+                regular_orders.c.lease_owner == lease_owner,
+                regular_orders.c.process_after.is_not(None),
+            )
+            .values(process_after=None, lease_owner=None, lease_expires_at=None)
+            .returning(regular_orders.c.order_id)
+        )
+        finished.update(row.order_id for row in rows)
+    return finished
 
 
 async def finish_processing(
