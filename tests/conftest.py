@@ -75,9 +75,31 @@ async def settings(
     if request.param == "sqlite":
         yield base
         return
-    template = request.getfixturevalue("postgres_template")
-    async with fresh_postgres_database(template=template) as url:
-        yield base.model_copy(update={"database_url": url})
+    # One migrated database serves every app test; emptying its tables is
+    # much faster than creating a database per test.
+    name = request.getfixturevalue("postgres_app_database")
+    await empty_tables(name)
+    yield base.model_copy(update={"database_url": postgres_url(name)})
+
+
+def postgres_url(name: str) -> str:
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def empty_tables(name: str) -> None:
+    """Delete every row of every table (but Alembic's version) in a PostgreSQL database."""
+    connection = await asyncpg.connect(postgres_url(name).replace("+asyncpg", ""))
+    try:
+        tables = await connection.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'"
+        )
+        names = ", ".join(f'"{row["tablename"]}"' for row in tables)
+        if names:
+            await connection.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()
 
 
 @dataclass
@@ -259,3 +281,31 @@ def run_outside_loop(function: Callable[[], Awaitable[T]]) -> T:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, main()).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_app_database(postgres_template: str) -> Iterator[str]:
+    """A migrated database shared by the app tests, which empty it before each test.
+
+    It is a copy of the template, because a database that has connections
+    cannot serve as a template for the tests that need a database of their own.
+    """
+    name = f"budstikke_apps_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+        finally:
+            await admin.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    run_outside_loop(create)
+    yield name
+    run_outside_loop(drop)
