@@ -346,6 +346,21 @@ class RegularOrderStore:
                     .where(orders.c.id.in_([values["order_id"] for values in stored]))
                     .values(status=OrderStatus.PROCESSED.value, updated_at=now)
                 )
+                await record_notification_events(
+                    connection,
+                    [
+                        NotificationChange(
+                            order.creator,
+                            order.order_id,
+                            order.channel,
+                            order.recipient,
+                            NEW_STATUS[order.channel],
+                        )
+                        for order, _note in items
+                        if order.order_id in finished
+                    ],
+                    now=now,
+                )
         return [values["id"] for values in stored]
 
     async def end_condition_not_met(self, order: DueRegularOrder, *, now: datetime) -> bool:
