@@ -131,34 +131,34 @@ def test_callback_prefix_match(callback: str, endpoint: str, expected: bool) -> 
     ],
 )
 def test_policy_refuses_non_public_address(address: str, reason: str) -> None:
-    refusal = AddressPolicy().refusal(ipaddress.ip_address(address))
+    reason_given = AddressPolicy().rejection_reason(ipaddress.ip_address(address))
 
-    assert refusal is not None
-    assert reason in refusal
+    assert reason_given is not None
+    assert reason in reason_given
 
 
 @pytest.mark.parametrize(
     "address", ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "64:ff9b::808:808"]
 )
 def test_policy_allows_public_address(address: str) -> None:
-    assert AddressPolicy().refusal(ipaddress.ip_address(address)) is None
+    assert AddressPolicy().rejection_reason(ipaddress.ip_address(address)) is None
 
 
 def test_policy_allows_listed_networks() -> None:
     policy = AddressPolicy(parse_networks("127.0.0.1/32, 10.20.0.0/16"))
 
-    assert policy.refusal(ipaddress.ip_address("127.0.0.1")) is None
-    assert policy.refusal(ipaddress.ip_address("::ffff:127.0.0.1")) is None
-    assert policy.refusal(ipaddress.ip_address("10.20.5.5")) is None
-    assert policy.refusal(ipaddress.ip_address("127.0.0.2")) is not None
-    assert policy.refusal(ipaddress.ip_address("10.21.0.1")) is not None
+    assert policy.rejection_reason(ipaddress.ip_address("127.0.0.1")) is None
+    assert policy.rejection_reason(ipaddress.ip_address("::ffff:127.0.0.1")) is None
+    assert policy.rejection_reason(ipaddress.ip_address("10.20.5.5")) is None
+    assert policy.rejection_reason(ipaddress.ip_address("127.0.0.2")) is not None
+    assert policy.rejection_reason(ipaddress.ip_address("10.21.0.1")) is not None
 
 
 def test_policy_refuses_when_any_address_is_refused() -> None:
     policy = AddressPolicy(parse_networks("127.0.0.1"))
     addresses = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("10.0.0.1")]
 
-    refused = policy.first_refusal(addresses)
+    refused = policy.first_rejected(addresses)
 
     assert refused is not None
     assert str(refused[0]) == "10.0.0.1"

@@ -1,7 +1,7 @@
 """Routes that let a creator manage its webhook endpoints and see failed deliveries.
 
 Every route acts on the caller's own endpoints only: another creator's
-endpoint id answers 404 exactly as a missing one does.
+endpoint id gets 404 exactly as a missing one does.
 """
 
 from __future__ import annotations

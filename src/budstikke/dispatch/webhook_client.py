@@ -101,7 +101,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"{host} resolved to no address")
         # One refused address refuses the host: a name that points at both
         # a public and an internal address is not a receiver to trust.
-        refused = self.policy.first_refusal(addresses)
+        refused = self.policy.first_rejected(addresses)
         if refused is not None:
             address, reason = refused
             raise TargetRefusedError(

@@ -1,7 +1,7 @@
 """The webhook delivery loop: runs in each worker process, beside the dispatcher's loop.
 
 It claims due deliveries from the outbox, signs and posts them, and stores
-the outcome: a 2xx deletes the delivery, anything else schedules a retry
+the outcome. A 2xx deletes the delivery. Anything else schedules a retry
 (exponential backoff with jitter, for up to 24 hours from the first attempt)
 or marks it failed. All state is in the database, so a restart resumes the
 retry schedule where it stood. Nothing here runs in an API request.
@@ -45,7 +45,8 @@ LEASE_MARGIN_S = 30.0
 PURGE_INTERVAL_S = 600.0
 DATABASE_RETRY_S = 0.5
 DATABASE_RETRY_MAX_S = 15.0
-# A 410 Gone says the receiver wants no more webhooks (Standard Webhooks).
+# A 410 Gone means the receiver wants no more webhooks; Standard Webhooks 1.0.0
+# recommends disabling the endpoint then.
 GONE = 410
 
 

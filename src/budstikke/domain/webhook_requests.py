@@ -42,7 +42,7 @@ def check_endpoint_url(url: str, *, allow_http: bool, policy: AddressPolicy) -> 
     parsed = parse_webhook_url(url, allow_http=allow_http)
     address = literal_address(parsed.host)
     if address is not None:
-        reason = policy.refusal(address)
+        reason = policy.rejection_reason(address)
         if reason is not None:
             raise InvalidWebhookUrlError(
                 f"the host {address} is {reason}; the operator can allow it with "

@@ -18,7 +18,7 @@ import secrets
 import uuid
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the marker of the format, not a secret
-# The specification asks for 24 to 64 random bytes.
+# Standard Webhooks 1.0.0 requires 24 to 64 random bytes.
 SECRET_BYTES = 32
 SIGNATURE_VERSION = "v1"
 
@@ -31,13 +31,13 @@ def new_secret() -> str:
 def secret_key(secret: str) -> bytes:
     """Return the HMAC key bytes of a whsec_ secret; raises ValueError for a malformed one."""
     if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"a webhook secret starts with {SECRET_PREFIX}")
+        raise ValueError(f"invalid webhook secret: it must start with {SECRET_PREFIX}")
     try:
         key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except binascii.Error:
-        raise ValueError("a webhook secret is base64 after its prefix") from None
+        raise ValueError("invalid webhook secret: it must be base64 after its prefix") from None
     if not key:
-        raise ValueError("a webhook secret must not be empty")
+        raise ValueError("invalid webhook secret: it must not be empty")
     return key
 
 

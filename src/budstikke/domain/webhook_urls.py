@@ -22,9 +22,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Cloud instance metadata services. 169.254.169.254 and fd00:ec2::254 are
-# link-local or private anyway; 100.100.100.200 (Alibaba Cloud) is in the
-# shared address space and 168.63.129.16 (Azure WireServer) is a public
-# address that answers only inside Azure, so both are named here.
+# link-local or private anyway. 100.100.100.200 (Alibaba Cloud) is in the
+# shared address space, and 168.63.129.16 (Azure WireServer) is a public
+# address reachable only inside Azure, so both are named here.
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(text)
     for text in (
@@ -59,9 +59,10 @@ def parse_webhook_url(raw: str, *, allow_http: bool) -> WebhookUrl:
     """Check a webhook URL's syntax and return its parts; raises InvalidWebhookUrlError.
 
     The URL must be absolute, https (or http when `allow_http`), ASCII only
-    (a domain in punycode, other characters percent-encoded), without user
-    name, password or fragment, and without "." or ".." path segments, which
-    a server would resolve to a path outside the one that was checked.
+    (a domain in punycode, other characters percent-encoded), and without
+    user name, password or fragment. It must not have "." or ".." path
+    segments, because a server would resolve them to a path outside the one
+    that was checked.
     """
     if len(raw) > MAX_URL_LENGTH:
         raise InvalidWebhookUrlError(
@@ -154,7 +155,7 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
 
 @dataclass(frozen=True, slots=True)
 class AddressPolicy:
-    """Which addresses webhook requests may connect to.
+    """The addresses that webhook requests may connect to.
 
     Every address that is not globally routable is refused (loopback,
     private, link-local, multicast, shared, reserved, documentation, cloud
@@ -164,7 +165,7 @@ class AddressPolicy:
 
     allowed_networks: tuple[IPNetwork, ...] = ()
 
-    def refusal(self, address: IPAddress) -> str | None:
+    def rejection_reason(self, address: IPAddress) -> str | None:
         """Return why the address is refused, or None when requests may go to it."""
         address = unmap(address)
         if any(address in network for network in self.allowed_networks):
@@ -183,10 +184,10 @@ class AddressPolicy:
                 return f"{reason} (embedded {embedded})"
         return None
 
-    def first_refusal(self, addresses: Iterable[IPAddress]) -> tuple[IPAddress, str] | None:
+    def first_rejected(self, addresses: Iterable[IPAddress]) -> tuple[IPAddress, str] | None:
         """Return the first refused address and its reason, or None when all may be used."""
         for address in addresses:
-            reason = self.refusal(address)
+            reason = self.rejection_reason(address)
             if reason is not None:
                 return address, reason
         return None

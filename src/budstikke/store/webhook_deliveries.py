@@ -3,8 +3,8 @@
 A delivery is claimed under a lease like a notification: a conditional
 UPDATE on SQLite and FOR UPDATE SKIP LOCKED on PostgreSQL. A delivery is due
 only when no earlier delivery of the same shipment to the same URL is still
-pending, so the events of one shipment reach a receiver in order: event n+1
-waits until event n was delivered or given up.
+pending. So the events of one shipment reach a receiver in order, and event
+n+1 waits until event n was delivered or given up.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class DeliveryRecord:
 
 @dataclass(frozen=True, slots=True)
 class FailureOutcome:
-    """What a failed attempt led to."""
+    """The outcome of a failed attempt for its delivery and its endpoint."""
 
     recorded: bool  # False when the lease was lost meanwhile
     endpoint_disabled: bool
@@ -232,8 +232,9 @@ async def record_failed_attempt(
     """Store a failed attempt: schedule the retry at `retry_at`, or mark the event failed.
 
     The endpoint's run of failures grows, which may pause it (no requests for
-    a while) or, after ENDPOINT_DISABLE_AFTER_S without a success or with a
-    `disable_reason`, disable it; disabling marks its pending events failed.
+    a while). After ENDPOINT_DISABLE_AFTER_S without a success, or with a
+    `disable_reason`, the endpoint is disabled and its pending events are
+    marked failed.
     """
     values: dict[str, object] = {
         "lease_owner": None,

@@ -1,8 +1,8 @@
 """Webhook endpoints: register, list, remove, rotate the secret, re-enable.
 
 Every function that takes a `creator` acts only on that creator's endpoints,
-so another creator's endpoint id behaves exactly like a missing one; the
-CLI passes None to act on any creator's endpoint.
+so another creator's endpoint id behaves exactly like a missing one. The CLI
+passes None to act on any creator's endpoint.
 """
 
 from __future__ import annotations

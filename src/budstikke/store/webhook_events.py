@@ -70,7 +70,7 @@ def change_of(claimed: ClaimedNotification, status: NotificationStatus) -> Notif
 
 
 def forget_creator(engine: AsyncEngine, creator: str) -> None:
-    """Drop the cached answer for a creator, after its endpoints changed in this process."""
+    """Drop the cached look-up of a creator, after its endpoints changed in this process."""
     _creator_cache.get(engine.sync_engine, {}).pop(creator, None)
 
 
