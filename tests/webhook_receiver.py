@@ -37,6 +37,8 @@ class Reply:
     stall_after: int = 0
     # Close the connection without an answer.
     drop: bool = False
+    # Send these bytes as the answer, unchecked, then close the connection.
+    raw: bytes | None = None
 
 
 @dataclass
@@ -161,6 +163,10 @@ class Receiver:
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
             if reply.drop:
+                return
+            if reply.raw is not None:
+                writer.write(reply.raw)
+                await writer.drain()
                 return
             await self._answer(connection, writer, reply)
             if reply.stalled_length is not None:

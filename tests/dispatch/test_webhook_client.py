@@ -270,6 +270,19 @@ async def test_dropped_connection_is_a_failure(receiver: Receiver) -> None:
     assert raised.value.reason in ("connection", "invalid_response")
 
 
+async def test_garbage_answer_is_invalid_response(receiver: Receiver) -> None:
+    receiver.reply(Reply(raw=b"HTTP/1.1 200 OK\r\nsecret-looking garbage\r\n\r\n"))
+    client = plain_client()
+    try:
+        with pytest.raises(WebhookCallError) as raised:
+            await client.post(receiver.url(), b"{}", {})
+    finally:
+        await client.aclose()
+
+    assert raised.value.reason == "invalid_response"
+    assert "garbage" not in str(raised.value)
+
+
 async def test_retry_after_seconds_are_read(receiver: Receiver) -> None:
     receiver.reply(Reply(status=503, headers=[("Retry-After", "120")]))
     client = plain_client()

@@ -200,8 +200,10 @@ class WebhookClient:
                 f"connection failed: {describe_error(error)}", reason="connection"
             ) from None
         except httpcore.ProtocolError as error:
+            # The parser's message can quote the receiver's bytes, which are
+            # not stored or logged; the error's class says enough.
             raise WebhookCallError(
-                f"invalid HTTP response: {describe_error(error)}", reason="invalid_response"
+                f"invalid HTTP response ({type(error).__name__})", reason="invalid_response"
             ) from None
         try:
             # The status decides the outcome; the body is only drained so the
@@ -253,6 +255,7 @@ def parse_retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
 
 
 def describe_error(error: BaseException) -> str:
-    """Return a short error text for the delivery's last_error; never a response body."""
+    """Return a short, printable error text for the delivery's last_error and the log."""
     text = str(error) or type(error).__name__
-    return text[:150]
+    printable = "".join(character if " " <= character <= "~" else "?" for character in text)
+    return printable[:150]
