@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import time
@@ -197,16 +198,25 @@ def test_feed_follow_prints_new_entries(server: ServeProcess, api_key: str) -> N
         stderr=subprocess.PIPE,
         text=True,
     )
+    followed: list[str] = []
     try:
         sent = run(server, api_key, "send", "sms", "+4799999999", "followed", "--json")
         shipment_id = json.loads(sent.stdout)["notification"]["shipmentId"]
         assert follower.stdout is not None
-        line = follower.stdout.readline()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and follower.poll() is None:
+            readable, _, _ = select.select([follower.stdout], [], [], 0.5)
+            if readable:
+                line = follower.stdout.readline()
+                followed.append(line)
+                if shipment_id in line:
+                    break
     finally:
         follower.send_signal(signal.SIGINT)
         _out, err = follower.communicate(timeout=10)
 
-    assert json.loads(line)["shipmentId"] == shipment_id
+    assert followed, f"feed --follow printed nothing; stderr: {err}"
+    assert json.loads(followed[-1])["shipmentId"] == shipment_id
     assert follower.returncode == 0, err
 
 

@@ -35,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ApiError(click.ClickException):
-    """An answer or a failure that ends the command with one line on standard error."""
+    """An error response or a failure that ends the command with one line on standard error."""
 
     def format_message(self) -> str:
         return self.message
@@ -59,14 +59,14 @@ class ApiClient:
             ) from None
         except httpx.TimeoutException:
             raise ApiError(
-                f"budstikke at {self.url} did not answer {method} {path} within "
+                f"budstikke at {self.url} did not respond to {method} {path} within "
                 f"{REQUEST_TIMEOUT_S:g} s"
             ) from None
         except httpx.HTTPError as error:
             raise ApiError(f"request to {self.url}{path} failed: {error}") from None
 
     def json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        """Send a request and return the status code and the JSON body of a 2xx answer."""
+        """Send a request and return the status code and the JSON body of a 2xx response."""
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
             raise_for_problem(self.url, response)
@@ -74,14 +74,14 @@ class ApiClient:
             return response.status_code, response.json()
         except ValueError:
             raise ApiError(
-                f"{self.url}{path} answered {response.status_code} with a body that is not "
+                f"{self.url}{path} responded {response.status_code} with a body that is not "
                 f"JSON ({response.headers.get('content-type', 'no content type')}); is "
                 "--api-url a budstikke server?"
             ) from None
 
 
 def raise_for_problem(url: str, response: httpx.Response) -> NoReturn:
-    """Raise ApiError that explains an error answer (RFC 9457 problem details)."""
+    """Raise ApiError that explains an error response (RFC 9457 problem details)."""
     try:
         problem = response.json()
     except ValueError:
@@ -108,7 +108,7 @@ def raise_for_problem(url: str, response: httpx.Response) -> NoReturn:
         raise ApiError("no such shipment for this API key (404)")
     retry_after = response.headers.get("retry-after")
     hint = f"; retry after {retry_after} s" if retry_after else ""
-    raise ApiError(f"{url} answered {status}: {detail}{hint}")
+    raise ApiError(f"{url} responded {status}: {detail}{hint}")
 
 
 def api_options(command: F) -> F:

@@ -190,7 +190,7 @@ def failure_reason(record: logging.LogRecord) -> str:
 
 
 def summary_record(first: logging.LogRecord, count: int, elapsed_s: float) -> logging.LogRecord:
-    """Build the line that says how often a failure repeated after `first` was written."""
+    """Build the line that counts how often a failure repeated after `first` was written."""
     summary = logging.makeLogRecord(
         {
             "name": first.name,

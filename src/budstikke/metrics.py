@@ -46,11 +46,11 @@ REJECTION_REASONS = (
     "too_large",  # 413
     "unsupported_media_type",  # 415
     "rate_limited",  # 429
-    "unavailable",  # 503: the database did not answer
+    "unavailable",  # 503: the database did not respond
 )
 # The limits that rate limiting will name; any other name is counted as "other".
 RATE_LIMITS = ("creator", "recipient", "other")
-# Why a webhook call failed; any other reason is counted as "other".
+# Reasons for a failed webhook call; any other reason is counted as "other".
 WEBHOOK_FAILURE_REASONS = ("timeout", "connection", "http_status", "invalid_response", "other")
 
 HAND_OFF_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

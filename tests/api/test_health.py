@@ -61,11 +61,27 @@ async def test_ready_with_file_providers(running_app: RunningApp) -> None:
     assert body["providers"]["email"]["ready"] is True
 
 
-async def test_ready_fails_when_schema_is_behind(running_app: RunningApp) -> None:
-    async with running_app.database.write() as connection:
-        await connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+@asynccontextmanager
+async def schema_revision_set_to(database: Database, revision: str) -> AsyncIterator[None]:
+    """Pretend the schema is at `revision`, and put the real one back afterwards.
 
-    response = await running_app.client.get("/health/ready")
+    The PostgreSQL app tests share one database and keep its alembic_version,
+    so a revision left behind would make the next app migrate again.
+    """
+    update = text("UPDATE alembic_version SET version_num = :revision")
+    async with database.write() as connection:
+        real = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        await connection.execute(update, {"revision": revision})
+    try:
+        yield
+    finally:
+        async with database.write() as connection:
+            await connection.execute(update, {"revision": real})
+
+
+async def test_ready_fails_when_schema_is_behind(running_app: RunningApp) -> None:
+    async with schema_revision_set_to(running_app.database, "0001"):
+        response = await running_app.client.get("/health/ready")
 
     assert response.status_code == 503
     body = response.json()
@@ -77,10 +93,8 @@ async def test_ready_fails_when_schema_is_behind(running_app: RunningApp) -> Non
 
 
 async def test_newer_schema_keeps_old_process_ready(running_app: RunningApp) -> None:
-    async with running_app.database.write() as connection:
-        await connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
-
-    response = await running_app.client.get("/health/ready")
+    async with schema_revision_set_to(running_app.database, "ffff"):
+        response = await running_app.client.get("/health/ready")
 
     assert response.status_code == 200
     migrations = response.json()["checks"]["migrations"]

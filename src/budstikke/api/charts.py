@@ -137,7 +137,11 @@ def render_x_labels(x_labels: Sequence[str], x_of: Callable[[int], float]) -> li
         if index % every and index != last:
             continue
         # The first and last labels align with the plot's edges so none is cut off.
-        anchor = "start" if index == 0 else "end" if index == last else "middle"
+        anchor = "middle"
+        if index == 0:
+            anchor = "start"
+        elif index == last:
+            anchor = "end"
         parts.append(
             f'<text x="{x_of(index):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" class="axis">'
             f"{escape(label)}</text>"

@@ -1,4 +1,4 @@
-"""What the dashboard shows, read from the database and the providers, with recipients masked."""
+"""The dashboard's contents, read from the database and the providers, with recipients masked."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ class DashboardView:
 async def load_dashboard(
     database: Database, providers: Mapping[Channel, Provider], now: datetime
 ) -> DashboardView:
-    """Read everything the dashboard shows; a database that does not answer gives an empty view."""
+    """Read everything the dashboard shows; an unreachable database gives an empty view."""
     database_check, migrations_check = await check_database(database)
     view = DashboardView(
         rendered_at=now.strftime("%Y-%m-%d %H:%M:%S UTC"),

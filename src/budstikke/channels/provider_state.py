@@ -1,4 +1,4 @@
-"""What a provider reports about its connections, for metrics, health checks and the dashboard.
+"""Snapshots of a provider's connections, for metrics, health checks and the dashboard.
 
 A provider may implement `metrics_snapshot()` returning a ProviderSnapshot.
 Until the SMPP provider does, `snapshot_provider` builds its snapshot from the
