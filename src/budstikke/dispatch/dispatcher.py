@@ -176,6 +176,9 @@ class Dispatcher:
     async def _run_worker(self) -> None:
         database_pause_s = DATABASE_RETRY_S
         while not self._stopping:
+            # Cleared before the pass, so a wake-up (new work, or stop) that
+            # comes during the pass ends the wait below at once.
+            self._wake.clear()
             try:
                 claimed_all_slots = await self.run_pass()
                 database_pause_s = DATABASE_RETRY_S
@@ -200,7 +203,8 @@ class Dispatcher:
             if claimed_all_slots:
                 await asyncio.sleep(0)
                 continue
-            self._wake.clear()
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 

@@ -182,6 +182,9 @@ class RegularOrderProcessor:
     async def _run(self) -> None:
         pause_s = DATABASE_RETRY_S
         while not self._stopping:
+            # Cleared before the pass, so a wake-up (new work, or stop) that
+            # comes during the pass ends the wait below at once.
+            self._wake.clear()
             try:
                 claimed = await self.run_pass()
                 pause_s = DATABASE_RETRY_S
@@ -207,7 +210,8 @@ class RegularOrderProcessor:
                 continue
             if claimed == CLAIM_BATCH:
                 continue
-            self._wake.clear()
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 

@@ -131,6 +131,9 @@ class WebhookDeliveryLoop:
     async def _run(self) -> None:
         pause_s = DATABASE_RETRY_S
         while not self._stopping:
+            # Cleared before the pass, so a wake-up (new work, or stop) that
+            # comes during the pass ends the wait below at once.
+            self._wake.clear()
             try:
                 claimed_all_slots = await self.run_pass()
                 pause_s = DATABASE_RETRY_S
@@ -155,7 +158,8 @@ class WebhookDeliveryLoop:
             if claimed_all_slots:
                 await asyncio.sleep(0)
                 continue
-            self._wake.clear()
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 
