@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.domain.statuses import RECIPIENT_TYPE, NotificationStatus, OrderStatus
@@ -18,6 +18,21 @@ from budstikke.store.tables import feed_entries, notifications, orders
 from budstikke.store.webhook_events import record_order_event
 
 FEED_PAGE_MAX = 500
+
+# Run once per completed order, so built once (see store/orders.py).
+ORDER_STATUSES = select(notifications.c.status).where(
+    notifications.c.order_id == bindparam("final_order_id")
+)
+COMPLETE_ORDER = (
+    update(orders)
+    .where(
+        orders.c.id == bindparam("final_order_id"),
+        orders.c.status != OrderStatus.COMPLETED.value,
+    )
+    .values(status=OrderStatus.COMPLETED.value, updated_at=bindparam("final_now"))
+    .returning(orders.c.creator)
+)
+INSERT_FEED_ENTRY = insert(feed_entries)
 # Advisory lock id that orders feed inserts on PostgreSQL.
 FEED_LOCK = 0x6275_6473_0002
 
@@ -56,18 +71,11 @@ async def complete_order_if_final(
     Returns whether this call completed the order. The conditional update makes
     a second caller for the same order a no-op, so the feed gets one entry.
     """
-    statuses = (
-        await connection.execute(
-            select(notifications.c.status).where(notifications.c.order_id == order_id)
-        )
-    ).scalars()
+    statuses = (await connection.execute(ORDER_STATUSES, {"final_order_id": order_id})).scalars()
     if not all(NotificationStatus(status).is_final for status in statuses):
         return False
     result = await connection.execute(
-        update(orders)
-        .where(orders.c.id == order_id, orders.c.status != OrderStatus.COMPLETED.value)
-        .values(status=OrderStatus.COMPLETED.value, updated_at=now)
-        .returning(orders.c.creator)
+        COMPLETE_ORDER, {"final_order_id": order_id, "final_now": now}
     )
     creator = result.scalar_one_or_none()
     if creator is None:
@@ -92,12 +100,13 @@ async def append_feed_entry(
         # makes entries commit in sequence order. SQLite has a single writer.
         await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK})
     await connection.execute(
-        insert(feed_entries).values(
-            creator=creator,
-            order_id=order_id,
-            created_at=now,
-            entry=json.dumps(entry, ensure_ascii=False, separators=(",", ":")),
-        )
+        INSERT_FEED_ENTRY,
+        {
+            "creator": creator,
+            "order_id": order_id,
+            "created_at": now,
+            "entry": json.dumps(entry, ensure_ascii=False, separators=(",", ":")),
+        },
     )
 
 

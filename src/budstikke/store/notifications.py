@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import and_, case, delete, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -46,6 +46,54 @@ REFERENCE_LOCK_NAMESPACE = 0x62736B
 NEW_STATUSES = [status.value for status in NEW_STATUS.values()]
 SENDING_STATUSES = [status.value for status in SENDING_STATUS.values()]
 HANDED_OFF_STATUSES = [status.value for status in HANDED_OFF_STATUS.values()]
+
+# The receipt path runs these for every message, so they are built once:
+# building a Core statement and its cache key costs about as much as
+# executing it on SQLite.
+PART_BY_KEYS = (
+    select(provider_ref_keys.c.notification_id, provider_ref_keys.c.part_index)
+    .where(provider_ref_keys.c.ref_key.in_(bindparam("report_keys", expanding=True)))
+    .limit(1)
+)
+INSERT_UNMATCHED_REPORT = insert(unmatched_reports)
+NOTIFICATION_OF_REPORT = (
+    select(
+        notifications.c.status,
+        notifications.c.channel,
+        notifications.c.order_id,
+        notifications.c.part_count,
+        notifications.c.creator,
+        notifications.c.recipient,
+    )
+    .where(notifications.c.id == bindparam("report_notification_id"))
+    .with_for_update()
+)
+SET_PART_STATUS = (
+    update(provider_parts)
+    .where(
+        provider_parts.c.notification_id == bindparam("report_notification_id"),
+        provider_parts.c.part_index == bindparam("report_part_index"),
+        provider_parts.c.status.is_(None),
+    )
+    .values(status=bindparam("report_status"), error_code=bindparam("report_error_code"))
+)
+PART_STATUSES = (
+    select(provider_parts.c.status, provider_parts.c.error_code)
+    .where(provider_parts.c.notification_id == bindparam("report_notification_id"))
+    .order_by(provider_parts.c.part_index)
+)
+SET_REPORTED_STATUS = (
+    update(notifications)
+    .where(
+        notifications.c.id == bindparam("report_notification_id"),
+        notifications.c.status.in_(HANDED_OFF_STATUSES),
+    )
+    .values(
+        status=bindparam("report_status"),
+        error_code=bindparam("report_error_code"),
+        updated_at=bindparam("report_now"),
+    )
+)
 
 CLAIMED_COLUMNS = (
     notifications.c.id,
@@ -353,16 +401,10 @@ class NotificationStore:
         """
         async with self.database.write() as connection:
             await lock_reference_keys(connection, keys)
-            part = (
-                await connection.execute(
-                    select(provider_ref_keys.c.notification_id, provider_ref_keys.c.part_index)
-                    .where(provider_ref_keys.c.ref_key.in_(list(keys)))
-                    .limit(1)
-                )
-            ).first()
+            part = (await connection.execute(PART_BY_KEYS, {"report_keys": list(keys)})).first()
             if part is None:
                 await connection.execute(
-                    insert(unmatched_reports),
+                    INSERT_UNMATCHED_REPORT,
                     [
                         {
                             "ref_key": key,
@@ -495,26 +537,17 @@ class NotificationStore:
         # could each see the other's part as still open (PostgreSQL).
         notification = (
             await connection.execute(
-                select(
-                    notifications.c.status,
-                    notifications.c.channel,
-                    notifications.c.order_id,
-                    notifications.c.part_count,
-                    notifications.c.creator,
-                    notifications.c.recipient,
-                )
-                .where(notifications.c.id == notification_id)
-                .with_for_update()
+                NOTIFICATION_OF_REPORT, {"report_notification_id": notification_id}
             )
         ).one()
         await connection.execute(
-            update(provider_parts)
-            .where(
-                provider_parts.c.notification_id == notification_id,
-                provider_parts.c.part_index == part_index,
-                provider_parts.c.status.is_(None),
-            )
-            .values(status=status.value, error_code=error_code)
+            SET_PART_STATUS,
+            {
+                "report_notification_id": notification_id,
+                "report_part_index": part_index,
+                "report_status": status.value,
+                "report_error_code": error_code,
+            },
         )
         if NotificationStatus(notification.status).is_final:
             logger.info(
@@ -528,11 +561,7 @@ class NotificationStore:
             )
             return
         part_statuses = (
-            await connection.execute(
-                select(provider_parts.c.status, provider_parts.c.error_code)
-                .where(provider_parts.c.notification_id == notification_id)
-                .order_by(provider_parts.c.part_index)
-            )
+            await connection.execute(PART_STATUSES, {"report_notification_id": notification_id})
         ).all()
         outcome = combine_part_statuses(
             Channel(notification.channel),
@@ -545,12 +574,13 @@ class NotificationStore:
             return
         codes = [row.error_code for row in part_statuses if row.error_code]
         result = await connection.execute(
-            update(notifications)
-            .where(
-                notifications.c.id == notification_id,
-                notifications.c.status.in_(HANDED_OFF_STATUSES),
-            )
-            .values(status=outcome.value, error_code=codes[0] if codes else None, updated_at=now)
+            SET_REPORTED_STATUS,
+            {
+                "report_notification_id": notification_id,
+                "report_status": outcome.value,
+                "report_error_code": codes[0] if codes else None,
+                "report_now": now,
+            },
         )
         if result.rowcount == 1:
             change = NotificationChange(

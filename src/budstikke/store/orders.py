@@ -58,6 +58,26 @@ INSERT_ORDER = {
 }
 
 
+ORDER_BY_SHIPMENT = select(orders).where(
+    orders.c.creator == bindparam("shipment_creator"),
+    orders.c.shipment_id == bindparam("shipment_id"),
+)
+ORDER_BY_ID = select(orders).where(
+    orders.c.creator == bindparam("shipment_creator"),
+    orders.c.id == bindparam("shipment_order_id"),
+)
+SHIPMENT_RECIPIENTS = (
+    select(
+        notifications.c.channel,
+        notifications.c.recipient,
+        notifications.c.status,
+        notifications.c.updated_at,
+    )
+    .where(notifications.c.order_id == bindparam("shipment_order_id"))
+    .order_by(notifications.c.created_at, notifications.c.id)
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A worker's claim on a notification, taken in the transaction that stores it."""
@@ -251,24 +271,25 @@ async def load_shipment(
     shipment_id: UUID | None = None,
     order_id: UUID | None = None,
 ) -> Shipment | None:
-    query = select(orders).where(orders.c.creator == creator)
-    if shipment_id is not None:
-        query = query.where(orders.c.shipment_id == shipment_id)
-    if order_id is not None:
-        query = query.where(orders.c.id == order_id)
-    order = (await connection.execute(query)).first()
+    if shipment_id is not None and order_id is None:
+        found = await connection.execute(
+            ORDER_BY_SHIPMENT, {"shipment_creator": creator, "shipment_id": shipment_id}
+        )
+    elif order_id is not None and shipment_id is None:
+        found = await connection.execute(
+            ORDER_BY_ID, {"shipment_creator": creator, "shipment_order_id": order_id}
+        )
+    else:
+        query = select(orders).where(orders.c.creator == creator)
+        if shipment_id is not None:
+            query = query.where(orders.c.shipment_id == shipment_id)
+        if order_id is not None:
+            query = query.where(orders.c.id == order_id)
+        found = await connection.execute(query)
+    order = found.first()
     if order is None:
         return None
-    rows = await connection.execute(
-        select(
-            notifications.c.channel,
-            notifications.c.recipient,
-            notifications.c.status,
-            notifications.c.updated_at,
-        )
-        .where(notifications.c.order_id == order.id)
-        .order_by(notifications.c.created_at, notifications.c.id)
-    )
+    rows = await connection.execute(SHIPMENT_RECIPIENTS, {"shipment_order_id": order.id})
     recipients = tuple(
         RecipientStatus(
             channel=Channel(row.channel),
