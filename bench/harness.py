@@ -67,7 +67,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def machine() -> dict[str, str]:
-    """The facts a reader needs to compare figures: cores, memory, versions."""
+    """Return the facts a reader needs to compare figures: cores, memory, versions."""
     import sqlite3
 
     memory = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
@@ -281,6 +281,7 @@ def run_open_loop(
     duration_s: float,
     receipts: Path | None = None,
     connections: int = 128,
+    drain_s: float | None = None,
 ) -> dict[str, Any]:
     """Requests on a fixed schedule, latency measured from the scheduled time."""
     command = [
@@ -301,6 +302,8 @@ def run_open_loop(
     ]
     if receipts is not None:
         command += ["--receipts", str(receipts)]
+    if drain_s is not None:
+        command += ["--drain", f"{drain_s:g}"]
     text, _tool_cpu_s, server_cpu_s, wall_s = run_measured(command, server)
     summary: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
     summary["server_cpu_percent"] = round(100 * server_cpu_s / wall_s, 1)

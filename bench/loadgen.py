@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import resource
 import secrets
 import sys
@@ -157,8 +159,12 @@ class Generator:
             )
             self.idle.append(protocol)
 
-    async def run(self) -> float:
-        """Issue every request on schedule; return the wall time of the whole run."""
+    async def run(self, drain_s: float | None) -> float:
+        """Issue every request on schedule; return the wall time of the whole run.
+
+        After the last request is due, answers are awaited for at most
+        `drain_s` seconds (None: until every answer came).
+        """
         started = time.perf_counter()
         interval = 1.0 / self.rate
         index = 0
@@ -175,7 +181,8 @@ class Generator:
                 index += 1
         self.issued = index
         if self.outstanding:
-            await self.finished
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.finished), drain_s)
         return time.perf_counter() - started
 
     def issue(self, index: int, due_s: float) -> None:
@@ -213,6 +220,10 @@ class Generator:
                 self.finished.set_result(None)
 
 
+def milliseconds(seconds: float) -> float | None:
+    return None if math.isinf(seconds) else round(seconds * 1000, 2)
+
+
 def percentile(sorted_values: list[float], percent: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -220,17 +231,23 @@ def percentile(sorted_values: list[float], percent: float) -> float:
     return sorted_values[rank]
 
 
-def summarise(results: Results, wall_s: float, cpu_s: float, rate: float, late_s: float) -> dict:
+def summarise(
+    results: Results, wall_s: float, cpu_s: float, rate: float, late_s: float, unanswered: int
+) -> dict:
     latencies = sorted(results.latencies_s)
     answered = len(latencies)
+    # A request still unanswered at the end counts as slower than any answer,
+    # so a percentile that falls among them is reported as None (not known).
+    ranked = latencies + [math.inf] * unanswered
     summary: dict[str, object] = {
         "target_rate": rate,
         "answered": answered,
         "achieved_rate": round(answered / wall_s, 1) if wall_s else 0.0,
         "statuses": {str(code): count for code, count in sorted(results.statuses.items())},
         "errors": results.errors,
+        "unanswered": unanswered,
         "latency_ms": {
-            f"p{value:g}": round(percentile(latencies, value) * 1000, 2) for value in PERCENTILES
+            f"p{value:g}": milliseconds(percentile(ranked, value)) for value in PERCENTILES
         },
         "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
         "generator_cpu_percent": round(100 * cpu_s / wall_s, 1) if wall_s else 0.0,
@@ -251,10 +268,17 @@ async def generate(arguments: argparse.Namespace) -> tuple[dict, list[tuple[floa
     await generator.connect()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = usage.ru_utime + usage.ru_stime
-    wall_s = await generator.run()
+    wall_s = await generator.run(arguments.drain)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = usage.ru_utime + usage.ru_stime - cpu_before
-    summary = summarise(generator.results, wall_s, cpu_s, arguments.rate, generator.late_s)
+    summary = summarise(
+        generator.results,
+        wall_s,
+        cpu_s,
+        arguments.rate,
+        generator.late_s,
+        generator.outstanding,
+    )
     return summary, generator.results.receipts
 
 
@@ -271,6 +295,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--run-id", default=secrets.token_hex(4), help="prefix of the idempotency ids"
     )
     parser.add_argument("--receipts", help="file for the time and shipment id of each 201")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        help="seconds to wait for answers after the last request is due (default: all)",
+    )
     return parser.parse_args(argv)
 
 

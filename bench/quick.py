@@ -36,16 +36,26 @@ def main() -> None:
         sys.exit("bench: wrk not found; install it with: apt-get install -y wrk")
     started = time.monotonic()
     with running_server(provider=arguments.provider) as server:
+        # The 500/s run stops waiting 10 s after its last request was due, so a
+        # server slower than that still ends within the time `make bench` allows.
         figures = measure(
-            server, kind="sms", duration_s=arguments.duration, fractions=[], fixed_rates=[500]
+            server,
+            kind="sms",
+            duration_s=arguments.duration,
+            fractions=[],
+            fixed_rates=[500],
+            drain_s=10,
+            final_wait_s=10,
         )
     print_summary(figures)
     peak = figures["peak"]["rate"]
     p99 = figures["open_loop"][0]["latency_ms"]["p99"]
+    p99_ok = p99 is not None and p99 < TARGET_P99_MS
     ratio = figures["ratio_to_ceiling"]
     print("targets (SQLite, 2 cores):")
     print(f"  peak >= {TARGET_PEAK:.0f}/s: {peak:.0f}/s, {verdict(peak >= TARGET_PEAK)}")
-    print(f"  p99 at 500/s < {TARGET_P99_MS:g} ms: {p99:.1f} ms, {verdict(p99 < TARGET_P99_MS)}")
+    p99_text = "over the drain time" if p99 is None else f"{p99:.1f} ms"
+    print(f"  p99 at 500/s < {TARGET_P99_MS:g} ms: {p99_text}, {verdict(p99_ok)}")
     print(f"  ratio >= {TARGET_RATIO:.0%}: {ratio:.1%}, {verdict(ratio >= TARGET_RATIO)}")
     print(f"took {time.monotonic() - started:.0f} s")
 

@@ -42,6 +42,8 @@ def measure(
     duration_s: float,
     fractions: list[float],
     fixed_rates: list[float],
+    drain_s: float | None = None,
+    final_wait_s: float = 60.0,
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     # Warm-up: imports, compiled statement caches, the first provider connections.
@@ -57,10 +59,15 @@ def measure(
         for label, value, rate in rates:
             receipts = Path(folder) / f"receipts-{label}-{value}.txt"
             result = run_open_loop(
-                server, kind=kind, rate=rate, duration_s=duration_s, receipts=receipts
+                server,
+                kind=kind,
+                rate=rate,
+                duration_s=duration_s,
+                receipts=receipts,
+                drain_s=drain_s,
             )
             result["label"] = f"{value:.0%} of peak" if label == "fraction" else f"{value:g}/s"
-            result["to_final_status"] = delivery_times(server, receipts)
+            result["to_final_status"] = delivery_times(server, receipts, final_wait_s)
             figures["open_loop"].append(result)
     figures["database_bytes"] = server.database_bytes()
     return figures
@@ -78,18 +85,23 @@ def print_summary(figures: dict[str, Any]) -> None:
         f"wrk CPU {peak['wrk_cpu_percent']}%"
     )
     print(f"orders / ceiling:      {figures['ratio_to_ceiling']:.1%}")
-    print("open loop (latency from the scheduled time, ms):")
+    print("open loop (latency from the scheduled time, ms; '-' = still unanswered):")
     for run in figures["open_loop"]:
-        latency = run["latency_ms"]
-        final = run["to_final_status"]["ms"]
+        latency = {key: shown(value) for key, value in run["latency_ms"].items()}
+        final = run["to_final_status"]
         print(
             f"  {run['label']:>12} achieved {run['achieved_rate']:7.1f}/s  "
-            f"p50 {latency['p50']:6.2f} p90 {latency['p90']:6.2f} p99 {latency['p99']:7.2f} "
-            f"p99.9 {latency['p99.9']:7.2f}  201->final p50 {final['p50']:7.2f} "
-            f"p99 {final['p99']:8.2f}  statuses {run['statuses']}  "
+            f"p50 {latency['p50']} p90 {latency['p90']} p99 {latency['p99']} "
+            f"p99.9 {latency['p99.9']}  unanswered {run['unanswered']}  "
+            f"201->final p50 {shown(final['ms']['p50'])} p99 {shown(final['ms']['p99'])} "
+            f"(not final: {final['not_final']})  statuses {run['statuses']}  "
             f"server CPU {run['server_cpu_percent']}%  generator CPU "
             f"{run['generator_cpu_percent']}%"
         )
+
+
+def shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def parse_arguments() -> argparse.Namespace:
