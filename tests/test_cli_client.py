@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import select
 import signal
@@ -53,6 +54,14 @@ def run(server: ServeProcess, api_key: str, *args: str, input_text: str | None =
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
+# The server limits instant messages per recipient, so each test sends to its own number.
+NUMBERS = itertools.count(1)
+
+
+def unique_number() -> str:
+    return f"+4799{next(NUMBERS):06d}"
+
+
 def shipment_id_from(stdout: str) -> str:
     first = stdout.splitlines()[0]
     assert first.startswith("shipment "), stdout
@@ -60,16 +69,17 @@ def shipment_id_from(stdout: str) -> str:
 
 
 def test_send_sms_follows_to_delivered(server: ServeProcess, api_key: str) -> None:
-    result = run(server, api_key, "send", "sms", "+4799999999", "Your code is 482913.")
+    number = unique_number()
+    result = run(server, api_key, "send", "sms", number, "Your code is 482913.")
 
     assert result.returncode == 0, result.stderr
     uuid.UUID(shipment_id_from(result.stdout))
-    assert "SMS_Delivered +4799999999" in result.stdout
+    assert f"SMS_Delivered {number}" in result.stdout
     assert "Order_Completed, final" in result.stdout
 
 
 def test_send_sms_json_for_scripts(server: ServeProcess, api_key: str) -> None:
-    result = run(server, api_key, "send", "sms", "+4799999999", "Code 1", "--json")
+    result = run(server, api_key, "send", "sms", unique_number(), "Code 1", "--json")
 
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
@@ -81,8 +91,9 @@ def test_send_sms_json_for_scripts(server: ServeProcess, api_key: str) -> None:
 
 def test_send_twice_with_one_idempotency_id(server: ServeProcess, api_key: str) -> None:
     key = f"cli-test-{uuid.uuid4()}"
-    first = run(server, api_key, "send", "sms", "+4799999999", "hi", "--idempotency-id", key)
-    second = run(server, api_key, "send", "sms", "+4799999999", "hi", "--idempotency-id", key)
+    number = unique_number()
+    first = run(server, api_key, "send", "sms", number, "hi", "--idempotency-id", key)
+    second = run(server, api_key, "send", "sms", number, "hi", "--idempotency-id", key)
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -113,7 +124,7 @@ def test_send_email_reads_text_from_stdin(server: ServeProcess, api_key: str) ->
 
 
 def test_send_no_follow_returns_at_once(server: ServeProcess, api_key: str) -> None:
-    result = run(server, api_key, "send", "sms", "+4799999999", "hi", "--no-follow", "--json")
+    result = run(server, api_key, "send", "sms", unique_number(), "hi", "--no-follow", "--json")
 
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
@@ -131,7 +142,8 @@ def test_send_invalid_number_names_field(server: ServeProcess, api_key: str) -> 
 
 
 def test_status_prints_shipment(server: ServeProcess, api_key: str) -> None:
-    sent = run(server, api_key, "send", "sms", "+4799999999", "hi", "--reference", "case-9")
+    number = unique_number()
+    sent = run(server, api_key, "send", "sms", number, "hi", "--reference", "case-9")
     shipment_id = shipment_id_from(sent.stdout)
 
     text = run(server, api_key, "status", shipment_id)
@@ -140,7 +152,7 @@ def test_status_prints_shipment(server: ServeProcess, api_key: str) -> None:
     assert text.returncode == 0, text.stderr
     assert f"shipment  {shipment_id}" in text.stdout
     assert "reference case-9" in text.stdout
-    assert "SMS   +4799999999  SMS_Delivered" in text.stdout
+    assert f"SMS   {number}  SMS_Delivered" in text.stdout
     assert json.loads(as_json.stdout)["shipmentId"] == shipment_id
 
 
@@ -159,7 +171,7 @@ def test_status_of_unknown_shipment(server: ServeProcess, api_key: str) -> None:
 
 
 def test_feed_lists_final_orders(server: ServeProcess, api_key: str) -> None:
-    run(server, api_key, "send", "sms", "+4799999999", "hi")
+    run(server, api_key, "send", "sms", unique_number(), "hi")
 
     text = run(server, api_key, "feed")
     lines = run(server, api_key, "feed", "--json").stdout.splitlines()
@@ -175,12 +187,9 @@ def test_feed_lists_final_orders(server: ServeProcess, api_key: str) -> None:
 
 
 def test_feed_follow_prints_new_entries(server: ServeProcess, api_key: str) -> None:
+    listed = run(server, api_key, "feed", "--json")
     last_seq = max(
-        (
-            json.loads(line)["sequenceNumber"]
-            for line in run(server, api_key, "feed", "--json").stdout.splitlines()
-        ),
-        default=0,
+        (json.loads(line)["sequenceNumber"] for line in listed.stdout.splitlines()), default=0
     )
     follower = subprocess.Popen(
         [
@@ -200,7 +209,7 @@ def test_feed_follow_prints_new_entries(server: ServeProcess, api_key: str) -> N
     )
     followed: list[str] = []
     try:
-        sent = run(server, api_key, "send", "sms", "+4799999999", "followed", "--json")
+        sent = run(server, api_key, "send", "sms", unique_number(), "followed", "--json")
         shipment_id = json.loads(sent.stdout)["notification"]["shipmentId"]
         assert follower.stdout is not None
         deadline = time.monotonic() + 30

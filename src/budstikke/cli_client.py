@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 import httpx
@@ -37,8 +37,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ApiError(click.ClickException):
     """An error response or a failure that ends the command with one line on standard error."""
 
-    def format_message(self) -> str:
-        return self.message
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"budstikke: {self.message}", file=file, err=file is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,9 @@ def raise_for_problem(url: str, response: httpx.Response) -> NoReturn:
     if status == 404 and problem.get("code") == "NOT-00003":
         raise ApiError("no such shipment for this API key (404)")
     retry_after = response.headers.get("retry-after")
-    hint = f"; retry after {retry_after} s" if retry_after else ""
+    hint = ""
+    if retry_after and "retry after" not in str(detail).lower():
+        hint = f"; retry after {retry_after} s"
     raise ApiError(f"{url} responded {status}: {detail}{hint}")
 
 
