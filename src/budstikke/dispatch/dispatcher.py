@@ -237,10 +237,15 @@ class Dispatcher:
         )
         for item in claimed:
             task = self._spawn(self._hand_off(item))
-            # A finished hand-off frees a slot: claim more now, not at the next poll,
-            # or a backlog drains at only `concurrency` messages per poll interval.
-            task.add_done_callback(lambda _task: self._wake.set())
+            task.add_done_callback(self._wake_when_slots_free)
         return len(claimed) == free_slots
+
+    def _wake_when_slots_free(self, _task: asyncio.Task[None]) -> None:
+        # Finished hand-offs free slots: claim more now, not at the next poll, or
+        # a backlog drains at only `concurrency` messages per poll interval. A
+        # quarter of the slots are claimed together, to save claim transactions.
+        if self.concurrency - len(self._in_flight) >= max(1, self.concurrency // 4):
+            self._wake.set()
 
     async def _hand_off(self, claimed: ClaimedNotification) -> None:
         provider = self.providers[claimed.channel]
