@@ -1,9 +1,9 @@
 """Asking a regular order's condition endpoint whether to send it.
 
 The endpoint gets `GET` with no redirects followed, a 5 s deadline, and at
-most 4 KB of its answer read. A 2xx answer decides when its body is Altinn's
-`{"sendNotification": true|false}`, a bare JSON `true`/`false`, or the text
-`true`/`false`; anything else, and any failure, is no answer.
+most 4 KB of its response read. A 2xx response decides when its body is
+Altinn's `{"sendNotification": true|false}`, a bare JSON `true`/`false`, or
+the text `true`/`false`. Any other response, and any failure, decides nothing.
 
 The service must not become a way to reach internal networks, so every
 address the endpoint's host resolves to is checked at connect time: unless
@@ -34,7 +34,7 @@ MAX_ANSWER_BYTES: Final = 4096
 
 @dataclass(frozen=True, slots=True)
 class ConditionAnswer:
-    """`send` is True or False for a clear answer and None for none; `reason` says why."""
+    """The decision: `send` is True or False when the response was clear, else None."""
 
     send: bool | None
     reason: str
@@ -134,20 +134,19 @@ class ConditionChecker:
             async with asyncio.timeout(self.timeout_s):
                 status, body = await self._fetch(url)
         except TimeoutError:
-            return ConditionAnswer(None, f"no answer within {self.timeout_s:g} s")
-        except NonPublicAddressError as error:
-            return ConditionAnswer(None, f"refused: {error}")
+            return ConditionAnswer(None, f"no response within {self.timeout_s:g} s")
         except httpx.HTTPError as error:
+            # A refused address arrives here too, as httpx.ConnectError.
             return ConditionAnswer(None, f"request failed: {type(error).__name__}: {error}"[:300])
         if not 200 <= status < 300:
             kind = "a redirect, which is not followed" if 300 <= status < 400 else "not 2xx"
             return ConditionAnswer(None, f"HTTP {status} ({kind})")
         if body is None:
-            return ConditionAnswer(None, f"the answer is longer than {MAX_ANSWER_BYTES} bytes")
+            return ConditionAnswer(None, f"the response is longer than {MAX_ANSWER_BYTES} bytes")
         send = parse_condition_body(body)
         if send is None:
             return ConditionAnswer(
-                None, 'the answer is not {"sendNotification": true|false}, true or false'
+                None, 'the response is not {"sendNotification": true|false}, true or false'
             )
         return ConditionAnswer(send, f"HTTP {status}, {'true' if send else 'false'}")
 
@@ -162,7 +161,7 @@ class ConditionChecker:
 
 
 def parse_condition_body(body: bytes) -> bool | None:
-    """Return the decision a condition answer's body holds, or None when it holds none."""
+    """Return the decision in the body of a condition response, or None when it has none."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         value = json.loads(text)

@@ -284,7 +284,7 @@ class RegularOrderProcessor:
                 f"over {CONDITION_RETRY_WINDOW_S / 60:g} minutes; last: {answer.reason}"
             )[:500]
             logger.warning(
-                "condition endpoint gave no clear answer for 10 minutes; sending anyway",
+                "condition endpoint gave no clear response for 10 minutes; sending anyway",
                 extra={"event": "condition_unanswered_sent", "attempts": attempts, **context},
             )
             return True, note
@@ -292,7 +292,7 @@ class RegularOrderProcessor:
             order, retry_at=retry_at, first_attempt_at=first_attempt_at, now=now
         )
         logger.warning(
-            "condition endpoint gave no clear answer; will ask again",
+            "condition endpoint gave no clear response; will ask again",
             extra={
                 "event": "condition_retry",
                 "attempt": attempts,

@@ -382,7 +382,7 @@ class RegularOrderStore:
 async def finish_processing_all(
     connection: AsyncConnection, items: Sequence[tuple[DueRegularOrder, str | None]]
 ) -> set[UUID]:
-    """Mark orders processed in bulk, where this worker still holds them; returns their ids."""
+    """Mark the orders this worker still leases as processed; returns their ids."""
     finished: set[UUID] = set()
     for order, note in items:
         if note is not None and await finish_processing(connection, order, note=note):
