@@ -24,6 +24,7 @@ from budstikke.api import (
 )
 from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
 from budstikke.api.body import BodyTooLarge, ClientGone, UnsupportedContentType
+from budstikke.api.crash_guard import CrashGuard
 from budstikke.api.jwks import JwksVerifier
 from budstikke.api.problems import database_unavailable, problem, validation_problem
 from budstikke.api.services import Services
@@ -72,6 +73,9 @@ def create_app(
         description="Instant SMS and email notifications with Altinn Notifications' "
         "instant-order API.",
         lifespan=lifespan,
+        # A redirect from /path/ to /path is built from the Host header, which
+        # the client controls, and makes clients send a POST body again.
+        redirect_slashes=False,
     )
     app.include_router(orders.router)
     app.include_router(regular_orders.router)
@@ -81,6 +85,8 @@ def create_app(
     app.include_router(metrics_endpoint.router)
     app.include_router(dashboard.router)
     app.state.metrics = metrics
+    # Innermost, so the rejection counter sees the 500 it answers.
+    app.add_middleware(CrashGuard)
     app.add_middleware(metrics_endpoint.RejectionCounter, metrics=metrics)
     install_error_handlers(app)
     return app
@@ -218,10 +224,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def on_http_error(_request: Request, error: HTTPException) -> Response:
         return problem(error.status_code, str(error.detail), headers=error.headers)
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, error: Exception) -> Response:
-        logger.exception(
-            "unexpected error", extra={"event": "request_crashed", "path": request.url.path}
-        )
-        return problem(500, "Internal server error", "The error was logged.")

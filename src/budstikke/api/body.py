@@ -56,10 +56,17 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
     return parse_json(raw)
 
 
+def reject_constant(name: str) -> Any:
+    """Reject NaN, Infinity and -Infinity, which Python's json accepts but JSON does not."""
+    raise RequestValidationError(
+        {"$": [f"The request body is not valid JSON: {name} is not a JSON number."]}
+    )
+
+
 def parse_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=reject_constant)
     except UnicodeDecodeError as error:
         raise RequestValidationError(
             {"$": [f"The request body is not valid UTF-8 (byte {error.start})."]}

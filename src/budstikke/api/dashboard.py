@@ -66,7 +66,11 @@ def session_token(operator_key: str, expires_at: int) -> str:
 
 def session_is_valid(operator_key: str, token: str, now_s: float) -> bool:
     expires_text, _, _digest = token.partition(".")
-    if not expires_text.isdigit() or int(expires_text) <= now_s:
+    # str.isdigit also accepts digits such as "²" that int() rejects, and a
+    # long digit string would exceed int()'s conversion limit.
+    if not (expires_text.isascii() and expires_text.isdigit() and len(expires_text) <= 12):
+        return False
+    if int(expires_text) <= now_s:
         return False
     expected = session_token(operator_key, int(expires_text))
     return hmac.compare_digest(expected.encode(), token.encode())
@@ -167,4 +171,8 @@ async def read_form(request: Request) -> dict[str, list[str]]:
         body += chunk
         if len(body) > MAX_LOGIN_BODY_BYTES:
             return {}
-    return parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=5)
+    try:
+        return parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=5)
+    except ValueError:
+        # More fields than a login form has: treat it as no form at all.
+        return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.header import decode_header
 from typing import Any, Literal, cast
 
 from budstikke.domain.email_address import InvalidEmailAddressError, validate_email_address
@@ -17,7 +18,7 @@ from budstikke.domain.request_fields import (
     read_object,
     read_string,
 )
-from budstikke.domain.sender import InvalidSenderError, parse_sms_sender
+from budstikke.domain.sender import TON_INTERNATIONAL, InvalidSenderError, parse_sms_sender
 from budstikke.domain.sms_text import count_segments
 from budstikke.domain.webhook_requests import read_callback_url
 
@@ -150,10 +151,15 @@ def read_sender(settings: JsonObject, parent: str, errors: FieldErrors) -> str |
     if raw is None or not raw.strip():
         return None  # absent, null and blank all mean the configured default
     try:
-        return parse_sms_sender(raw).value
+        sender = parse_sms_sender(raw)
     except InvalidSenderError as error:
         errors.add(join_path(parent, "sender"), str(error))
         return None
+    # A short number is international only by its prefix, so "0047" is kept as
+    # "+47": stored as "47" the SMPP client would read it as a short code.
+    if sender.ton == TON_INTERNATIONAL and raw.startswith(("+", "00")):
+        return f"+{sender.value}"
+    return sender.value
 
 
 def read_sms_body(
@@ -254,7 +260,37 @@ def read_subject(settings: JsonObject, parent: str, errors: FieldErrors) -> str 
             f"{', '.join(bad)}. Put the subject on one line.",
         )
         return None
+    if has_hidden_line_break(subject):
+        errors.add(
+            join_path(parent, "subject"),
+            "subject contains an RFC 2047 encoded word that decodes to a line break or other "
+            "control character; send the subject as plain text on one line.",
+        )
+        return None
     return subject
+
+
+def has_hidden_line_break(subject: str) -> bool:
+    """Tell whether encoded words (=?charset?q?...?=) in the subject decode to control characters.
+
+    A mail client decodes them, so such a subject would arrive as two lines.
+    """
+    if "=?" not in subject:
+        return False
+    try:
+        parts = decode_header(subject)
+    except (ValueError, LookupError):
+        return True
+    for data, charset in parts:
+        if isinstance(data, str):
+            continue
+        try:
+            text = data.decode(charset or "ascii", errors="replace")
+        except LookupError:
+            text = data.decode("latin-1")
+        if any(ord(character) < 0x20 or 0x7F <= ord(character) < 0xA0 for character in text):
+            return True
+    return False
 
 
 def read_email_body(settings: JsonObject, parent: str, errors: FieldErrors) -> str | None:

@@ -129,9 +129,12 @@ def to_integer(value: object) -> int | None:
     if isinstance(value, str):
         text = value.strip()
         digits = text[1:] if text[:1] in "+-" else text
-        # A bound on the length keeps int() away from huge digit strings.
-        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
-            return int(text)
+        # A bound on the length keeps int() away from huge digit strings, and
+        # the result must fit a signed 64-bit database column.
+        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+            number = int(text)
+            if -(2**63) <= number < 2**63:
+                return number
     return None
 
 

@@ -40,7 +40,13 @@ class Database:
             # Each process holds at most 2 x pool_size connections, so many
             # processes fit under PostgreSQL's default of 100 connections.
             engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                # Statement errors would otherwise print the bound values
+                # (recipients, message bodies) in logged tracebacks.
+                hide_parameters=True,
             )
             self._write_engine = engine
             self._read_engine = engine
@@ -78,6 +84,7 @@ def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+        hide_parameters=True,
         async_creator=inline_connector(
             make_url(url).database or ":memory:", timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000
         ),
