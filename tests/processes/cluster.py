@@ -127,6 +127,8 @@ def cluster_environment(data_dir: Path, database_url: str, **settings: str) -> d
             "BUDSTIKKE_DATA_DIR": str(data_dir),
             "BUDSTIKKE_DATABASE_URL": database_url,
             "BUDSTIKKE_LOG_LEVEL": "WARNING",
+            # Five processes must stay well under PostgreSQL's 100 connections.
+            "BUDSTIKKE_DATABASE_POOL_SIZE": "3",
         }
     )
     environment.update({f"BUDSTIKKE_{name.upper()}": value for name, value in settings.items()})

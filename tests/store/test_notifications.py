@@ -268,3 +268,31 @@ def test_combine_part_statuses() -> None:
     assert combine_part_statuses(Channel.SMS, [delivered, None]) is None
     assert combine_part_statuses(Channel.SMS, [delivered, delivered]) is delivered
     assert combine_part_statuses(Channel.SMS, [delivered, expired]) is expired
+
+
+async def test_reused_message_id_goes_to_waiting_message(database: Database) -> None:
+    old_store, old = await accepted_in_parts(database, "old", ["dup1"])
+    await old_store.apply_report(
+        ["DUP1"], status=NotificationStatus.SMS_DELIVERED, error_code=None, now=NOW
+    )
+    store = NotificationStore(database)
+    later = NOW + timedelta(seconds=5)
+    new = await new_order(database, "new", now=later)
+    claimed = await store.claim(
+        new.notification_ids[0], worker_id="w", now=later, lease_until=later + LEASE
+    )
+    assert claimed is not None
+    await store.record_hand_off(
+        claimed,
+        status=NotificationStatus.SMS_ACCEPTED,
+        parts=[PartReference("dup1", ("DUP1",))],
+        now=later,
+    )
+
+    matched = await store.apply_report(
+        ["DUP1"], status=NotificationStatus.SMS_DELIVERED, error_code=None, now=later
+    )
+
+    assert matched == new.notification_ids[0]
+    assert await status_of(database, new) == ("Order_Completed", "SMS_Delivered")
+    assert await status_of(database, old) == ("Order_Completed", "SMS_Delivered")

@@ -50,9 +50,17 @@ HANDED_OFF_STATUSES = [status.value for status in HANDED_OFF_STATUS.values()]
 # The receipt path runs these for every message, so they are built once:
 # building a Core statement and its cache key costs about as much as
 # executing it on SQLite.
+# An SMSC may reuse message ids (after a restart its counter can start over),
+# so a receipt goes to the newest part with that id whose message still waits
+# for its report, and only falls back to a finished one, where it is ignored.
 PART_BY_KEYS = (
     select(provider_ref_keys.c.notification_id, provider_ref_keys.c.part_index)
+    .join(notifications, notifications.c.id == provider_ref_keys.c.notification_id)
     .where(provider_ref_keys.c.ref_key.in_(bindparam("report_keys", expanding=True)))
+    .order_by(
+        case((notifications.c.status.in_(HANDED_OFF_STATUSES), 0), else_=1),
+        notifications.c.created_at.desc(),
+    )
     .limit(1)
 )
 INSERT_UNMATCHED_REPORT = insert(unmatched_reports)
