@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -199,21 +200,31 @@ def dev_smsc(
     strictly and sends delivery receipts. Point budstikke at it with
     BUDSTIKKE_SMS_URL=smpp://any:any@127.0.0.1:2775. Stop it with Ctrl-C.
     """
-    from budstikke.channels.smpp.dev_smsc import run_dev_smsc
+    from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
 
     outcomes = {"DELIVRD": delivered_share, "UNDELIV": 1 - delivered_share}
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            run_dev_smsc(
-                host,
-                port,
-                system_id,
-                password,
-                receipt_delay,
-                outcomes={state: weight for state, weight in outcomes.items() if weight > 0},
-                echo=click.echo,
-            )
-        )
+    options = DevSmscOptions(
+        host=host,
+        port=port,
+        system_id=system_id,
+        password=password,
+        receipt_delay_s=receipt_delay,
+        outcomes={state: weight for state, weight in outcomes.items() if weight > 0},
+        echo=click.echo,
+        # Message ids continue from the clock, so a restarted test SMSC does
+        # not hand out the ids of messages it accepted before.
+        first_message_id=int(time.time() * 10) % 0x7FFF_FFFF,
+    )
+
+    async def run_until_signal() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
+        async with DevSmsc(options):
+            await stop.wait()
+
+    asyncio.run(run_until_signal())
 
 
 def providers_or_exit(settings: Settings) -> dict[Channel, Provider]:
