@@ -17,6 +17,8 @@ STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).
     "message",
     "asctime",
     "taskName",
+    # uvicorn adds a copy of its message with ANSI colour codes for its own formatter.
+    "color_message",
 }
 
 
