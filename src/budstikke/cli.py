@@ -17,6 +17,7 @@ import click
 from budstikke.channels.base import Provider
 from budstikke.cli_client import client_commands
 from budstikke.cli_import import orders_group
+from budstikke.cli_limits import limits, purge
 from budstikke.cli_webhooks import webhook
 from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
@@ -72,6 +73,8 @@ for client_command in client_commands():
     main.add_command(client_command)
 main.add_command(webhook)
 main.add_command(orders_group)
+main.add_command(limits)
+main.add_command(purge)
 
 
 @main.command(epilog=describe_settings())
@@ -110,6 +113,7 @@ def serve(host: str, port: int, no_workers: bool) -> None:
 
     from budstikke.api.app import create_app
     from budstikke.api.server import GracefulServer
+    from budstikke.api.slow_clients import head_deadline_protocol
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
@@ -126,7 +130,8 @@ def serve(host: str, port: int, no_workers: bool) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=15,
-        timeout_keep_alive=30,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        http=head_deadline_protocol(settings.request_head_timeout_s),
         limit_concurrency=2048,
     )
     server = GracefulServer(config)

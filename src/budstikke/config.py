@@ -8,6 +8,14 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from budstikke.domain.creator_limits import (
+    DEFAULT_BURST,
+    DEFAULT_PER_RECIPIENT_10MIN,
+    DEFAULT_PER_RECIPIENT_DAY,
+    DEFAULT_RATE_PER_S,
+    CreatorLimits,
+)
+from budstikke.domain.sms_countries import DEFAULT_SMS_COUNTRIES, parse_sms_countries
 from budstikke.domain.webhook_urls import parse_networks
 from budstikke.errors import ConfigurationError
 
@@ -140,11 +148,78 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         default=16, ge=1, le=1000, description="Webhook requests one worker process runs at once."
     )
+    rate_limit_per_s: float = Field(
+        default=DEFAULT_RATE_PER_S,
+        ge=0,
+        description="New orders per second a creator may place, on average (a token bucket "
+        "shared by all processes); 0: no limit. `budstikke limits set` overrides it per creator.",
+    )
+    rate_limit_burst: int = Field(
+        default=DEFAULT_BURST,
+        ge=1,
+        description="New orders a creator may place at once before the per-second rate applies.",
+    )
+    recipient_limit_10min: int = Field(
+        default=DEFAULT_PER_RECIPIENT_10MIN,
+        ge=0,
+        description="Instant messages a creator may send to one phone number or email address "
+        "in any 10 minutes; 0: no limit.",
+    )
+    recipient_limit_day: int = Field(
+        default=DEFAULT_PER_RECIPIENT_DAY,
+        ge=0,
+        description="Instant messages a creator may send to one phone number or email address "
+        "in any 24 hours; 0: no limit.",
+    )
+    sms_countries: str = Field(
+        default=DEFAULT_SMS_COUNTRIES,
+        description="Comma-separated country calling codes that SMS may be sent to, e.g. 47,46; "
+        "* for every country. Other numbers are rejected with 400.",
+    )
+    sensitive_guard: bool = Field(
+        default=True,
+        description="Reject instant messages whose body or subject contains a Norwegian national "
+        "identity number or a payment card number.",
+    )
+    body_retention_s: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds a message body (and email subject) is kept after its notification "
+        "is final; unset: 0 for instant orders and 2592000 (30 days) for regular orders. A value "
+        "applies to both.",
+    )
+    request_head_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds `budstikke serve` waits for a request line and headers, from the "
+        "connection or the first byte of the request; a slower client is disconnected.",
+    )
+    request_body_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="Seconds a client has to send a whole request body after its headers; a "
+        "slower one gets 408 and is disconnected.",
+    )
+    keep_alive_timeout_s: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Seconds `budstikke serve` keeps an idle HTTP connection open for the next "
+        "request.",
+    )
 
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _check_networks(cls, value: str) -> str:
         parse_networks(value)
+        return value
+
+    @field_validator("sms_countries")
+    @classmethod
+    def _check_sms_countries(cls, value: str) -> str:
+        parse_sms_countries(value)
         return value
 
     @field_validator("log_level", mode="before")
@@ -157,6 +232,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{self.data_dir / 'budstikke.db'}"
+
+    @property
+    def default_limits(self) -> CreatorLimits:
+        """Return the limits of every creator that `budstikke limits set` did not change."""
+        return CreatorLimits(
+            rate_per_s=self.rate_limit_per_s,
+            burst=self.rate_limit_burst,
+            per_recipient_10min=self.recipient_limit_10min,
+            per_recipient_day=self.recipient_limit_day,
+            sms_countries=parse_sms_countries(self.sms_countries),
+            sensitive_guard=self.sensitive_guard,
+        )
 
     @property
     def resolved_sms_url(self) -> str:

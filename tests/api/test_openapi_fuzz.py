@@ -57,7 +57,11 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("fuzz")
-    environment = cli_environment(folder / "data")
+    # Every generated order goes to the same recipient and creator, so the
+    # rate limits are off here; their own tests cover the 429 answers.
+    environment = cli_environment(
+        folder / "data", rate_limit_per_s="0", recipient_limit_10min="0", recipient_limit_day="0"
+    )
     key = create_api_key_with_cli(environment)
     with serve_process(environment, folder) as process:
         yield Server(process, key)

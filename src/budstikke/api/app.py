@@ -20,24 +20,33 @@ from budstikke.api import (
     orders,
     regular_orders,
     shipments,
+    webhooks,
     whoami,
 )
 from budstikke.api.auth import AccessDenied, AuthenticationFailed, Authenticator
 from budstikke.api.body import BodyTooLarge, ClientGone, UnsupportedContentType
 from budstikke.api.crash_guard import CrashGuard
 from budstikke.api.jwks import JwksVerifier
-from budstikke.api.problems import database_unavailable, problem, validation_problem
+from budstikke.api.problems import (
+    database_unavailable,
+    problem,
+    rate_limited,
+    validation_problem,
+)
 from budstikke.api.services import Services
+from budstikke.api.slow_clients import RequestBodyDeadline
 from budstikke.channels.base import Provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import utc_now
 from budstikke.dispatch.instant import InstantOrders
 from budstikke.dispatch.regular import RegularOrders, build_regular_processor
 from budstikke.dispatch.runner import build_dispatcher, build_providers
+from budstikke.domain.rate_limits import RateLimitExceededError
 from budstikke.domain.request_fields import RequestValidationError
 from budstikke.domain.statuses import Channel
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.metrics import Metrics
+from budstikke.store.creator_limits import CreatorLimitsSource
 from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
 
@@ -81,6 +90,7 @@ def create_app(
     app.include_router(regular_orders.router)
     app.include_router(shipments.router)
     app.include_router(whoami.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
     app.include_router(dashboard.router)
@@ -88,6 +98,7 @@ def create_app(
     # Innermost, so the rejection counter sees the 500 it answers.
     app.add_middleware(CrashGuard)
     app.add_middleware(metrics_endpoint.RejectionCounter, metrics=metrics)
+    app.add_middleware(RequestBodyDeadline, timeout_s=settings.request_body_timeout_s)
     install_error_handlers(app)
     return app
 
@@ -138,6 +149,8 @@ async def start_services(
             settings, database, on_stored=dispatcher.wake, clock=clock
         )
         regular_processor.start()
+    # One source, so that instant and regular orders see the same limits.
+    limits = CreatorLimitsSource(database, settings.default_limits)
     return Services(
         settings=settings,
         database=database,
@@ -149,6 +162,7 @@ async def start_services(
             default_email_sender=settings.default_email_sender,
             clock=clock,
             metrics=metrics,
+            limits=limits,
         ),
         dispatcher=dispatcher,
         regular_orders=RegularOrders(
@@ -157,6 +171,7 @@ async def start_services(
             default_email_sender=settings.default_email_sender,
             clock=clock,
             on_due=regular_processor.wake if regular_processor is not None else None,
+            limits=limits,
         ),
         regular_processor=regular_processor,
     )
@@ -190,6 +205,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AccessDenied)
     async def on_forbidden(_request: Request, error: AccessDenied) -> Response:
         return problem(403, "Forbidden", str(error))
+
+    @app.exception_handler(RateLimitExceededError)
+    async def on_rate_limited(_request: Request, error: RateLimitExceededError) -> Response:
+        return rate_limited(error.detail, error.retry_after_s)
 
     @app.exception_handler(BodyTooLarge)
     async def on_too_large(_request: Request, error: BodyTooLarge) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from budstikke.api.jwks import InvalidTokenError, JwksVerifier
 from budstikke.api.key_cache import KeyCache
@@ -11,6 +12,9 @@ from budstikke.store.database import Database
 
 CREATE_SCOPE = "altinn:serviceowner/notifications.create"
 CREATOR_CLAIM = "urn:altinn:org"
+SCOPE_CLAIMS = ("scope", "urn:altinn:scope")
+# The length of the creator columns in the database.
+MAX_CREATOR_LENGTH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +68,39 @@ class Authenticator:
             claims = await self.jwks.verify(token)
         except InvalidTokenError as error:
             raise AuthenticationFailed(f"invalid token: {error}") from None
-        scope_claim = claims.get("scope") or claims.get("urn:altinn:scope") or ""
-        scopes = scope_claim.split() if isinstance(scope_claim, str) else []
-        if CREATE_SCOPE not in scopes:
+        if CREATE_SCOPE not in token_scopes(claims):
             raise AccessDenied(f"the token lacks the scope {CREATE_SCOPE}")
         creator = claims.get(CREATOR_CLAIM)
         if not isinstance(creator, str) or not creator.strip():
             raise AccessDenied(f"the token names no creator (claim {CREATOR_CLAIM})")
+        if not is_valid_creator(creator):
+            raise AccessDenied(
+                f"the token's creator (claim {CREATOR_CLAIM}) must be 1 to "
+                f"{MAX_CREATOR_LENGTH} printable characters without spaces"
+            )
         return Principal(creator=creator)
+
+
+def token_scopes(claims: dict[str, Any]) -> set[str]:
+    """Return the scopes of `scope` and `urn:altinn:scope` together.
+
+    Each claim is a space-separated string (RFC 8693) or, from some issuers,
+    a list of strings.
+    """
+    scopes: set[str] = set()
+    for name in SCOPE_CLAIMS:
+        value = claims.get(name)
+        if isinstance(value, str):
+            scopes.update(value.split())
+        elif isinstance(value, list):
+            scopes.update(item for item in value if isinstance(item, str))
+    return scopes
+
+
+def is_valid_creator(creator: str) -> bool:
+    """Tell whether a creator fits the creator columns and contains no whitespace or controls."""
+    return (
+        0 < len(creator) <= MAX_CREATOR_LENGTH
+        and creator.isprintable()
+        and not any(character.isspace() for character in creator)
+    )

@@ -63,6 +63,16 @@ def shipment_not_found() -> ProblemResponse:
     )
 
 
+def rate_limited(detail: str, retry_after_s: int) -> ProblemResponse:
+    return problem(
+        429,
+        "Too many requests",
+        detail,
+        code="BSK-00001",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 def database_unavailable() -> ProblemResponse:
     return problem(
         503,

@@ -11,6 +11,12 @@ from typing import Any
 
 STRING_200 = {"type": "string", "maxLength": 200}
 TTL = {"type": "integer", "minimum": 60, "maximum": 172800}
+CALLBACK_URL: dict[str, Any] = {
+    "type": ["string", "null"],
+    "maxLength": 2000,
+    "description": "budstikke extension: a URL under one of the creator's webhook endpoints "
+    "that also gets this order's status events.",
+}
 
 SMS_RECIPIENT: dict[str, Any] = {
     "type": "object",
@@ -35,6 +41,7 @@ INSTANT_SMS_REQUEST: dict[str, Any] = {
     "properties": {
         "idempotencyId": {**STRING_200, "minLength": 1},
         "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "callbackUrl": CALLBACK_URL,
         "recipientSms": SMS_RECIPIENT,
     },
 }
@@ -45,6 +52,7 @@ INSTANT_LEGACY_REQUEST: dict[str, Any] = {
     "properties": {
         "idempotencyId": {**STRING_200, "minLength": 1},
         "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "callbackUrl": CALLBACK_URL,
         "recipient": {
             "type": "object",
             "required": ["recipientSms"],
@@ -59,6 +67,7 @@ INSTANT_EMAIL_REQUEST: dict[str, Any] = {
     "properties": {
         "idempotencyId": {**STRING_200, "minLength": 1},
         "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "callbackUrl": CALLBACK_URL,
         "recipientEmail": {
             "type": "object",
             "required": ["emailAddress", "emailSettings"],
@@ -154,5 +163,8 @@ ORDER_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: problem_response("The token lacks the scope or names no creator."),
     413: problem_response("The body is larger than the limit."),
     415: problem_response("The body is not JSON."),
+    429: problem_response(
+        "A rate limit is used up (code BSK-00001); retry after the Retry-After seconds."
+    ),
     503: problem_response("The database is unavailable; nothing was stored."),
 }

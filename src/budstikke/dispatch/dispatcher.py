@@ -20,6 +20,7 @@ from uuid import UUID
 
 from budstikke.channels.base import DeliveryReport, Provider, ReportSink
 from budstikke.dispatch.messages import build_message
+from budstikke.dispatch.retention import RetentionPass
 from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
 from budstikke.dispatch.webhooks import WebhookDeliveryLoop
 from budstikke.domain.recipients import mask_recipient
@@ -81,6 +82,8 @@ class Dispatcher:
         self._next_expiry_at = datetime.min.replace(tzinfo=UTC)
         # Started and stopped with the worker loop; None where webhooks are not sent.
         self.webhooks: WebhookDeliveryLoop | None = None
+        # Erases message bodies past their retention; None where nothing is erased.
+        self.retention: RetentionPass | None = None
 
     async def start_providers(self) -> None:
         """Start the providers, and the database event listener where there is one."""
@@ -226,6 +229,8 @@ class Dispatcher:
                         "notification_id": str(notification_id),
                     },
                 )
+        if self.retention is not None:
+            await self.retention.run_if_due(now)
         free_slots = self.concurrency - len(self._in_flight)
         if free_slots <= 0:
             return False

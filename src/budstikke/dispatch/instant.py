@@ -6,13 +6,24 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from budstikke.dispatch.dispatcher import Dispatcher, utc_now
+from budstikke.domain.creator_limits import (
+    DEFAULT_LIMITS,
+    CreatorLimits,
+    check_instant_email_order,
+    check_instant_sms_order,
+)
 from budstikke.domain.order_requests import InstantEmailOrder, InstantSmsOrder
+from budstikke.domain.rate_limits import RateLimitExceededError, recipient_key
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.statuses import Channel, Priority
 from budstikke.metrics import Metrics
+from budstikke.store.creator_limits import CreatorLimitsSource
 from budstikke.store.database import Database
 from budstikke.store.orders import create_instant_order
+from budstikke.store.rate_limits import take_order_allowance
 from budstikke.store.records import NewNotification, OrderReceipt
 
 logger = logging.getLogger(__name__)
@@ -28,15 +39,25 @@ class InstantOrders:
         default_email_sender: str,
         clock: Callable[[], datetime] = utc_now,
         metrics: Metrics | None = None,
+        limits: CreatorLimitsSource | None = None,
     ) -> None:
         self.database = database
         self.dispatcher = dispatcher
+        # Without a source every creator gets the built-in default limits, never none.
+        self.limits = limits or CreatorLimitsSource(database, DEFAULT_LIMITS)
         self.metrics = metrics or Metrics()
         self.default_sms_sender = default_sms_sender
         self.default_email_sender = default_email_sender
         self.clock = clock
 
     async def place_sms(self, creator: str, order: InstantSmsOrder) -> OrderReceipt:
+        """Check the order against the creator's limits, store it, and hand it off.
+
+        Raises RequestValidationError for a country or content rule and
+        RateLimitExceededError for a rate limit.
+        """
+        limits = await self.limits.for_creator(creator)
+        check_instant_sms_order(order, limits)
         notification = NewNotification(
             channel=Channel.SMS,
             recipient=order.phone_number,
@@ -46,10 +67,18 @@ class InstantOrders:
             priority=Priority.INSTANT,
         )
         return await self._place(
-            creator, order.idempotency_id, order.senders_reference, notification
+            creator,
+            order.idempotency_id,
+            order.senders_reference,
+            notification,
+            limits,
+            callback_url=order.callback_url,
         )
 
     async def place_email(self, creator: str, order: InstantEmailOrder) -> OrderReceipt:
+        """Check the order against the creator's limits, store it, and hand it off."""
+        limits = await self.limits.for_creator(creator)
+        check_instant_email_order(order, limits)
         notification = NewNotification(
             channel=Channel.EMAIL,
             recipient=order.email_address,
@@ -61,7 +90,12 @@ class InstantOrders:
             priority=Priority.INSTANT,
         )
         return await self._place(
-            creator, order.idempotency_id, order.senders_reference, notification
+            creator,
+            order.idempotency_id,
+            order.senders_reference,
+            notification,
+            limits,
+            callback_url=order.callback_url,
         )
 
     async def _place(
@@ -70,20 +104,37 @@ class InstantOrders:
         idempotency_id: str,
         senders_reference: str | None,
         notification: NewNotification,
+        limits: CreatorLimits,
+        *,
+        callback_url: str | None = None,
     ) -> OrderReceipt:
         hands_off_here = self.dispatcher is not None and self.dispatcher.hands_off_locally
-        receipt = await create_instant_order(
-            self.database,
-            creator=creator,
-            idempotency_id=idempotency_id,
-            senders_reference=senders_reference,
-            notification=notification,
-            now=self.clock(),
-            # Workers in other processes must hand off what this process will not.
-            notify_workers=not hands_off_here,
-            # Stored already claimed by this process, which hands it off next.
-            lease=self.dispatcher.lease() if hands_off_here and self.dispatcher else None,
-        )
+        now = self.clock()
+        key = recipient_key(notification.channel, notification.recipient)
+
+        async def admit(connection: AsyncConnection) -> None:
+            await take_order_allowance(
+                connection, creator=creator, recipient_key=key, limits=limits, now=now
+            )
+
+        try:
+            receipt = await create_instant_order(
+                self.database,
+                creator=creator,
+                idempotency_id=idempotency_id,
+                senders_reference=senders_reference,
+                notification=notification,
+                now=now,
+                # Workers in other processes must hand off what this process will not.
+                notify_workers=not hands_off_here,
+                # Stored already claimed by this process, which hands it off next.
+                lease=self.dispatcher.lease() if hands_off_here and self.dispatcher else None,
+                callback_url=callback_url,
+                admit=admit,
+            )
+        except RateLimitExceededError as error:
+            self.log_rate_limited(creator, notification, error)
+            raise
         self.metrics.record_order(notification.channel, created=receipt.created)
         logger.info(
             "instant order stored" if receipt.created else "instant order replayed",
@@ -100,3 +151,21 @@ class InstantOrders:
         elif receipt.created and self.dispatcher is not None:
             await self.dispatcher.hand_off_new(receipt.notification_ids[0])
         return receipt
+
+    def log_rate_limited(
+        self, creator: str, notification: NewNotification, error: RateLimitExceededError
+    ) -> None:
+        self.metrics.record_rate_limit_rejection(error.limit)
+        # A warning with the limit as its reason, so that a flood of rejections
+        # is written once and then counted by the log handler.
+        logger.warning(
+            "instant order rejected by a rate limit",
+            extra={
+                "event": "order_rate_limited",
+                "reason": f"{error.limit} limit",
+                "creator": creator,
+                "retry_after_s": error.retry_after_s,
+                "channel": notification.channel.value,
+                "recipient": mask_recipient(notification.channel, notification.recipient),
+            },
+        )

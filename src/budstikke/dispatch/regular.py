@@ -17,14 +17,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from budstikke.config import Settings
 from budstikke.dispatch.conditions import ConditionAnswer, ConditionChecker, endpoint_host
 from budstikke.dispatch.dispatcher import make_worker_id, utc_now
+from budstikke.domain.creator_limits import DEFAULT_LIMITS, check_regular_order
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.regular_orders import RegularOrderRequest, RegularSms, ScheduledMessage
 from budstikke.domain.statuses import Channel
 from budstikke.errors import DatabaseUnavailableError
+from budstikke.store.creator_limits import CreatorLimitsSource
 from budstikke.store.database import Database
+from budstikke.store.rate_limits import take_token
 from budstikke.store.regular_orders import (
     DueRegularOrder,
     NewScheduledMessage,
@@ -72,8 +77,11 @@ class RegularOrders:
         default_email_sender: str,
         clock: Callable[[], datetime] = utc_now,
         on_due: Callable[[], None] | None = None,
+        limits: CreatorLimitsSource | None = None,
     ) -> None:
         self.database = database
+        # Without a source every creator gets the built-in default limits, never none.
+        self.limits = limits or CreatorLimitsSource(database, DEFAULT_LIMITS)
         self.default_sms_sender = default_sms_sender
         self.default_email_sender = default_email_sender
         self.clock = clock
@@ -81,8 +89,19 @@ class RegularOrders:
         self.on_due = on_due
 
     async def place(self, creator: str, request: RegularOrderRequest) -> RegularOrderReceipt:
+        """Check the SMS countries, take a token of the creator's rate, and store the order.
+
+        Raises RequestValidationError or RateLimitExceededError.
+        """
+        limits = await self.limits.for_creator(creator)
+        check_regular_order(request, limits)
         now = self.clock()
         main = self._to_new(request.main)
+
+        async def admit(connection: AsyncConnection) -> None:
+            if limits.rate_per_s > 0:
+                await take_token(connection, creator=creator, limits=limits, now=now)
+
         receipt = await create_regular_order(
             self.database,
             creator=creator,
@@ -91,6 +110,7 @@ class RegularOrders:
             reminders=[self._to_new(reminder) for reminder in request.reminders],
             now=now,
             callback_url=request.callback_url,
+            admit=admit,
         )
         logger.info(
             "regular order stored" if receipt.created else "regular order replayed",

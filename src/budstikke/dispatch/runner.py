@@ -13,6 +13,7 @@ from budstikke.channels.registry import build_email_provider, build_sms_provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher, utc_now
 from budstikke.dispatch.regular import RegularOrderProcessor, build_regular_processor
+from budstikke.dispatch.retention import RetentionPass, retention_periods
 from budstikke.dispatch.webhooks import build_webhook_loop
 from budstikke.domain.statuses import Channel
 from budstikke.metrics import Metrics
@@ -56,6 +57,10 @@ def build_dispatcher(
     # Runs only where the worker loop runs (start_worker).
     dispatcher.webhooks = build_webhook_loop(
         settings, database, worker_id=dispatcher.worker_id, clock=clock, metrics=dispatcher.metrics
+    )
+    instant_retention, regular_retention = retention_periods(settings)
+    dispatcher.retention = RetentionPass(
+        database, instant_retention=instant_retention, regular_retention=regular_retention
     )
     return dispatcher
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -97,6 +98,7 @@ async def create_instant_order(
     notify_workers: bool = False,
     lease: Lease | None = None,
     callback_url: str | None = None,
+    admit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> OrderReceipt:
     """Store an order with its notification, or return the order stored under the same key.
 
@@ -105,6 +107,8 @@ async def create_instant_order(
     with one key store one order: a loser of the race reads the winner's ids.
     With a `lease` the notification is stored already claimed (`*_Sending`)
     and the receipt carries it, which saves the claim's own transaction.
+    `admit` runs in the same transaction once the key is known to be new; it
+    raises to reject the order (a rate limit), which rolls the inserts back.
     """
     try:
         async with database.write() as connection:
@@ -124,6 +128,8 @@ async def create_instant_order(
                 if existing is None:
                     raise RuntimeError("an order conflicted on its key but cannot be read")
                 return existing
+            if admit is not None:
+                await admit(connection)
             if notify_workers and not database.is_sqlite:
                 await notify(connection, QUEUED_CHANNEL)
             return receipt

@@ -12,7 +12,7 @@ so two workers never expand the same order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,18 +109,21 @@ async def create_regular_order(
     reminders: Sequence[NewScheduledMessage],
     now: datetime,
     callback_url: str | None = None,
+    admit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> RegularOrderReceipt:
     """Store an order with its reminders, or return the order stored under the same key.
 
     Everything is one transaction, and the unique (creator, idempotency_id)
-    settles concurrent requests: the loser reads the winner's ids.
+    settles concurrent requests: the loser reads the winner's ids. `admit`
+    runs in the transaction once the key is known to be new; it raises to
+    reject the order (a rate limit), which rolls the inserts back.
     """
     try:
         async with database.write() as connection:
             existing = await find_regular_order_by_key(connection, creator, idempotency_id)
             if existing is not None:
                 return existing
-            return await insert_regular_order(
+            receipt = await insert_regular_order(
                 connection,
                 creator=creator,
                 idempotency_id=idempotency_id,
@@ -129,6 +132,9 @@ async def create_regular_order(
                 now=now,
                 callback_url=callback_url,
             )
+            if admit is not None:
+                await admit(connection)
+            return receipt
     except IntegrityError:
         async with database.read() as connection:
             existing = await find_regular_order_by_key(connection, creator, idempotency_id)

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -247,4 +248,53 @@ webhook_deliveries = Table(
     Index(None, "state", "next_attempt_at"),
     Index(None, "order_id", "id"),
     Index(None, "endpoint_id", "state"),
+)
+
+# Notifications whose body is still stored, by the time of their last change:
+# the body erasure pass reads only these.
+erasable_notifications = Index(
+    "ix_notifications_erasable",
+    notifications.c.updated_at,
+    sqlite_where=notifications.c.body.is_not(None),
+    postgresql_where=notifications.c.body.is_not(None),
+)
+
+# The operator's limits for one creator; a NULL column takes the BUDSTIKKE_* default.
+creator_limits = Table(
+    "creator_limits",
+    metadata,
+    Column("creator", String(100), primary_key=True),
+    Column("rate_per_s", Float, nullable=True),
+    Column("burst", Integer, nullable=True),
+    Column("per_recipient_10min", Integer, nullable=True),
+    Column("per_recipient_day", Integer, nullable=True),
+    Column("sms_countries", String(1000), nullable=True),  # "47,46", or "*" for all
+    Column("sensitive_guard", Boolean, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Each creator's token bucket of new orders, shared by every process.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("creator", String(100), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    # Unix time in seconds of the last refill: a number, so that SQL computes the refill.
+    Column("refilled_at_s", Float, nullable=False),
+    # Whether the last request got a token; the upsert that takes one returns it.
+    Column("last_granted", Boolean, nullable=False),
+)
+
+# One row per accepted instant order, for the per-recipient limits. Rows
+# older than a day are deleted by the worker's retention pass.
+recipient_sends = Table(
+    "recipient_sends",
+    metadata,
+    Column("id", SequenceInteger, primary_key=True, autoincrement=True),
+    Column("creator", String(100), nullable=False),
+    # The phone number in E.164, or the email address in lower case.
+    Column("recipient_key", String(320), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "creator", "recipient_key", "created_at"),
+    Index(None, "created_at"),
 )

@@ -1,0 +1,223 @@
+"""The `budstikke limits` commands, which set a creator's limits, and `budstikke purge`."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime
+
+import click
+
+from budstikke.domain.creator_limits import CreatorLimits
+from budstikke.domain.durations import InvalidDurationError, parse_duration
+from budstikke.domain.sms_countries import (
+    InvalidCountryCodesError,
+    SmsCountries,
+    parse_sms_countries,
+)
+from budstikke.store.creator_limits import LimitOverrides
+
+# The option name of each limit, as `--reset` takes it.
+OPTION_OF_FIELD = {
+    "rate_per_s": "rate",
+    "burst": "burst",
+    "per_recipient_10min": "per-recipient-10min",
+    "per_recipient_day": "per-recipient-day",
+    "sms_countries": "sms-countries",
+    "sensitive_guard": "sensitive-guard",
+}
+FIELD_OF_OPTION = {option: name for name, option in OPTION_OF_FIELD.items()}
+
+
+def check_creator(creator: str) -> str:
+    creator = creator.strip()
+    if not creator or len(creator) > 100 or any(c.isspace() for c in creator):
+        raise click.BadParameter(
+            "must be 1 to 100 characters without spaces", param_hint="--creator"
+        )
+    return creator
+
+
+def read_countries(
+    _context: click.Context, _parameter: click.Parameter, value: str | None
+) -> SmsCountries | None:
+    if value is None:
+        return None
+    try:
+        return parse_sms_countries(value)
+    except InvalidCountryCodesError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def describe_limits(creator: str, limits: CreatorLimits, overrides: LimitOverrides) -> list[str]:
+    """Return one line per limit with its value and whether the creator has its own."""
+
+    def source(name: str) -> str:
+        return "set for this creator" if getattr(overrides, name) is not None else "default"
+
+    def count(value: int, unit: str) -> str:
+        return "no limit" if value == 0 else f"{value} {unit}"
+
+    rate = "no limit" if limits.rate_per_s == 0 else f"{limits.rate_per_s:g} new orders/s"
+    values = {
+        "rate_per_s": rate,
+        "burst": f"{limits.burst} orders",
+        "per_recipient_10min": count(limits.per_recipient_10min, "instant messages"),
+        "per_recipient_day": count(limits.per_recipient_day, "instant messages"),
+        "sms_countries": f"{limits.sms_countries} ({limits.sms_countries.describe()})",
+        "sensitive_guard": "on" if limits.sensitive_guard else "off",
+    }
+    labels = {
+        "rate_per_s": "rate",
+        "burst": "burst",
+        "per_recipient_10min": "per recipient, 10 minutes",
+        "per_recipient_day": "per recipient, 24 hours",
+        "sms_countries": "SMS countries",
+        "sensitive_guard": "sensitive content guard",
+    }
+    lines = [f"{'creator':26} {creator}"]
+    lines += [
+        f"{labels[field.name]:26} {values[field.name]}  [{source(field.name)}]"
+        for field in fields(limits)
+    ]
+    return lines
+
+
+@click.group()
+def limits() -> None:
+    """Show and change a creator's rate limits, SMS countries and sensitive content guard.
+
+    Limits a creator has no value of its own for follow the BUDSTIKKE_*
+    defaults. A change reaches running servers within a second.
+    """
+
+
+@limits.command("set")
+@click.option("--creator", required=True, help="Organisation whose limits change, e.g. ttd.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    help="New orders per second on average, shared by all processes; 0: no limit.",
+)
+@click.option(
+    "--burst", type=click.IntRange(min=1), help="New orders at once before the rate applies."
+)
+@click.option(
+    "--per-recipient-10min",
+    type=click.IntRange(min=0),
+    help="Instant messages to one phone number or address in any 10 minutes; 0: no limit.",
+)
+@click.option(
+    "--per-recipient-day",
+    type=click.IntRange(min=0),
+    help="Instant messages to one phone number or address in any 24 hours; 0: no limit.",
+)
+@click.option(
+    "--sms-countries",
+    callback=read_countries,
+    help="Country calling codes SMS may go to, comma-separated (47,46), or * for all.",
+)
+@click.option(
+    "--sensitive-guard",
+    type=click.Choice(["on", "off"]),
+    help="Reject instant messages with identity or card numbers (on) or let them pass (off).",
+)
+@click.option(
+    "--reset",
+    multiple=True,
+    type=click.Choice(sorted(FIELD_OF_OPTION)),
+    help="Return this limit to the default; repeat for several.",
+)
+def limits_set(
+    creator: str,
+    rate: float | None,
+    burst: int | None,
+    per_recipient_10min: int | None,
+    per_recipient_day: int | None,
+    sms_countries: SmsCountries | None,
+    sensitive_guard: str | None,
+    reset: tuple[str, ...],
+) -> None:
+    """Change the given limits of one creator and print all of its limits."""
+    from budstikke.cli import settings_or_exit, with_database
+    from budstikke.store.creator_limits import write_overrides
+
+    creator = check_creator(creator)
+    changes = LimitOverrides(
+        rate_per_s=rate,
+        burst=burst,
+        per_recipient_10min=per_recipient_10min,
+        per_recipient_day=per_recipient_day,
+        sms_countries=sms_countries,
+        sensitive_guard=None if sensitive_guard is None else sensitive_guard == "on",
+    )
+    reset_fields = tuple(FIELD_OF_OPTION[option] for option in reset)
+    both = [name for name in reset_fields if getattr(changes, name) is not None]
+    if both:
+        raise click.UsageError(
+            f"--{OPTION_OF_FIELD[both[0]]} is both given and reset; give one of them"
+        )
+    if changes == LimitOverrides() and not reset_fields:
+        raise click.UsageError("give at least one limit to change, or --reset")
+    settings = settings_or_exit()
+    overrides = with_database(
+        lambda database: write_overrides(
+            database, creator, changes, datetime.now(UTC), reset=reset_fields
+        )
+    )
+    effective = overrides.apply_to(settings.default_limits)
+    click.echo("\n".join(describe_limits(creator, effective, overrides)))
+
+
+@limits.command("show")
+@click.option("--creator", required=True, help="Organisation whose limits to show, e.g. ttd.")
+def limits_show(creator: str) -> None:
+    """Print a creator's limits, and for each whether it is the default."""
+    from budstikke.cli import settings_or_exit, with_database
+    from budstikke.store.creator_limits import read_overrides
+
+    creator = check_creator(creator)
+    settings = settings_or_exit()
+    overrides = with_database(lambda database: read_overrides(database, creator))
+    effective = overrides.apply_to(settings.default_limits)
+    click.echo("\n".join(describe_limits(creator, effective, overrides)))
+
+
+@click.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="Age of the orders to remove, from their creation: 90d, 12h, 30m or 45s.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed and remove nothing.")
+def purge(older_than: str, dry_run: bool) -> None:
+    """Remove whole orders older than --older-than, with their notifications and feed entries.
+
+    Only orders with a final status are removed. Requests for their
+    shipments then get 404, and their feed entries are gone. Run it from
+    cron or a systemd timer.
+    """
+    from budstikke.cli import with_database
+    from budstikke.store.retention import count_purgeable, purge_orders
+
+    try:
+        age = parse_duration(older_than)
+    except InvalidDurationError as error:
+        raise click.BadParameter(str(error), param_hint="--older-than") from None
+    cutoff = datetime.now(UTC) - age
+    if dry_run:
+        result = with_database(lambda database: count_purgeable(database, cutoff))
+        verb = "would remove"
+    else:
+        result = with_database(lambda database: purge_orders(database, cutoff))
+        verb = "removed"
+    click.echo(
+        f"{verb} {result.orders} orders and {result.notifications} notifications created before "
+        f"{cutoff.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    )
+    if result.not_final:
+        click.echo(
+            f"kept {result.not_final} older orders that are not final yet; they are removed "
+            "once they are",
+            err=True,
+        )

@@ -1,0 +1,145 @@
+"""The sensitive content guard: identity numbers and card numbers, and what must not match."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from budstikke.domain.sensitive_content import (
+    SensitiveRule,
+    find_sensitive_content,
+    is_identity_number,
+    passes_luhn,
+)
+
+# Check digits worked out by hand: 0101901248 gives 8, then 0.
+IDENTITY_NUMBER = "01019012480"
+# A D-number (day + 40): check digits 7 and 4, worked out by hand.
+D_NUMBER = "41019012474"
+VISA_TEST_CARD = "4111111111111111"
+CARDS = {
+    "13 digits": "4222222222222",
+    "15 digits": "378282246310005",
+    "16 digits": VISA_TEST_CARD,
+    "19 digits": "6304000000000000018",
+}
+OTP_TEMPLATES = [
+    "Your code is {code}.",
+    "{code} is your one-time code. It expires in 5 minutes.",
+    "Engangskode: {code}. Gyldig i 10 minutter. Ikke del koden med andre.",
+    "Code {code} for login at 12:30 on 2026-12-07 (ref 4471).",
+]
+
+
+def rule_of(text: str) -> SensitiveRule | None:
+    match = find_sensitive_content(text)
+    return None if match is None else match.rule
+
+
+def test_hand_checked_numbers_are_valid() -> None:
+    assert is_identity_number(IDENTITY_NUMBER)
+    assert is_identity_number(D_NUMBER)
+    assert passes_luhn(VISA_TEST_CARD)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Fødselsnummer {IDENTITY_NUMBER}.",
+        f"fnr: {IDENTITY_NUMBER[:6]} {IDENTITY_NUMBER[6:]}",
+        f"fnr {IDENTITY_NUMBER[:6]}-{IDENTITY_NUMBER[6:]}",
+        f"fnr {IDENTITY_NUMBER[:6]}\u00a0{IDENTITY_NUMBER[6:]}",
+        f"ID:{IDENTITY_NUMBER}",
+        f"D-number {D_NUMBER}",
+        f"Tel 22 {IDENTITY_NUMBER[:6]} {IDENTITY_NUMBER[6:]} end",
+    ],
+)
+def test_identity_number_found(text: str) -> None:
+    assert rule_of(text) is SensitiveRule.NATIONAL_IDENTITY_NUMBER
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # One check digit wrong each.
+        "Reference 01019012481",
+        "Reference 01019012490",
+        # Part of a longer number, or split in the wrong place.
+        f"Account 9{IDENTITY_NUMBER}",
+        f"Account {IDENTITY_NUMBER}7",
+        f"{IDENTITY_NUMBER[:5]} {IDENTITY_NUMBER[5:]}",
+        # Separated by more than one character.
+        f"{IDENTITY_NUMBER[:6]} - {IDENTITY_NUMBER[6:]}",
+    ],
+)
+def test_identity_number_lookalikes_pass(text: str) -> None:
+    assert rule_of(text) is None
+
+
+@pytest.mark.parametrize("card", CARDS.values(), ids=CARDS.keys())
+def test_card_number_found(card: str) -> None:
+    assert rule_of(f"Card {card} was charged") is SensitiveRule.PAYMENT_CARD_NUMBER
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Card 4111 1111 1111 1111.",
+        "Card 4111-1111-1111-1111.",
+        "Card 3782 822463 10005",
+        "Order 12 4111 1111 1111 1111",
+    ],
+)
+def test_grouped_card_number_found(text: str) -> None:
+    assert rule_of(text) is SensitiveRule.PAYMENT_CARD_NUMBER
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Card 4111111111111112",  # Luhn fails
+        "Number 41111111111111111111",  # 20 digits: not a card
+        "Card 4111  1111 1111 1111",  # two spaces end a group run
+        "Card 4111.1111.1111.1111",
+    ],
+)
+def test_card_lookalikes_pass(text: str) -> None:
+    assert rule_of(text) is None
+
+
+@pytest.mark.parametrize("length", range(4, 11))
+def test_otp_codes_never_match(length: int) -> None:
+    generator = random.Random(length)
+    for _ in range(300):
+        code = "".join(generator.choice("0123456789") for _ in range(length))
+        for template in OTP_TEMPLATES:
+            text = template.format(code=code)
+            assert find_sensitive_content(text) is None, text
+
+
+def test_match_reports_position_not_digits() -> None:
+    text = f"Kort {VISA_TEST_CARD} belastet"
+
+    match = find_sensitive_content(text)
+
+    assert match is not None
+    assert (match.start, match.end) == (5, 21)
+    assert VISA_TEST_CARD not in repr(match)
+    assert "Luhn" in match.description
+
+
+def test_non_ascii_digits_ignored() -> None:
+    # Full-width digits are not read as a number by anyone who would misuse one.
+    assert rule_of("４１１１１１１１１１１１１１１１") is None
+
+
+def test_megabyte_of_digit_groups_is_fast() -> None:
+    # An email body may be 1 MB; the scan must stay linear in its length.
+    # Groups of four make every span of four groups a card candidate.
+    text = "1111 " * 200_000
+    started = time.perf_counter()
+
+    assert find_sensitive_content(text) is None
+    assert time.perf_counter() - started < 10
