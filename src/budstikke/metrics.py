@@ -165,8 +165,8 @@ class Metrics:
         )
 
     def _define_planned_metrics(self) -> None:
-        # NOTE: nothing records these yet; rate limits and webhooks are to call
-        # record_rate_limit_rejection and record_webhook_failure.
+        # Recorded by the instant and regular order services (rate limits) and
+        # by the webhook delivery loop.
         registry = self.registry
         self.rate_limit_rejections = Counter(
             "budstikke_rate_limit_rejections",

@@ -213,8 +213,10 @@ async def test_regular_orders_spend_creator_tokens(settings: Settings) -> None:
     tight = settings.model_copy(update={"rate_limit_per_s": 0.01, "rate_limit_burst": 2})
     async with run_app(tight) as app:
         statuses = [(await post(app, ORDERS_PATH, regular_order())).status_code for _ in range(3)]
+        metrics = await app.client.get("/metrics")
 
     assert statuses == [201, 201, 429]
+    assert 'budstikke_rate_limit_rejections_total{limit="creator"} 1.0' in metrics.text
 
 
 async def test_sms_with_card_number_rejected(running_app: RunningApp) -> None:

@@ -34,7 +34,7 @@ from budstikke.api.problems import (
     validation_problem,
 )
 from budstikke.api.services import Services
-from budstikke.api.slow_clients import RequestBodyDeadline
+from budstikke.api.slow_clients import install_body_deadline
 from budstikke.channels.base import Provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import utc_now
@@ -98,7 +98,7 @@ def create_app(
     # Innermost, so the rejection counter sees the 500 it answers.
     app.add_middleware(CrashGuard)
     app.add_middleware(metrics_endpoint.RejectionCounter, metrics=metrics)
-    app.add_middleware(RequestBodyDeadline, timeout_s=settings.request_body_timeout_s)
+    install_body_deadline(app, settings.request_body_timeout_s)
     install_error_handlers(app)
     return app
 
@@ -172,6 +172,7 @@ async def start_services(
             clock=clock,
             on_due=regular_processor.wake if regular_processor is not None else None,
             limits=limits,
+            metrics=metrics,
         ),
         regular_processor=regular_processor,
     )

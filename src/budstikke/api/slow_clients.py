@@ -13,6 +13,8 @@ import asyncio
 import logging
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -24,13 +26,19 @@ logger = logging.getLogger(__name__)
 class RequestBodyTimeoutError(Exception):
     """The client did not send its whole request body within the deadline."""
 
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the request body did not arrive within {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
 
 class RequestBodyDeadline:
-    """Middleware that responds 408 and closes the connection when a body takes over `timeout_s`.
+    """Middleware that ends a request whose body takes longer than `timeout_s` to arrive.
 
-    The deadline counts from the moment the request head was complete. Once
-    the body is complete, later `receive` calls (which wait for the client
-    to disconnect) have no deadline.
+    The deadline counts from the moment the request head was complete. A
+    late `receive` raises RequestBodyTimeoutError into the route, and the
+    handler that `install_body_deadline` registers responds 408. Once the
+    body is complete, later `receive` calls (which wait for the client to
+    disconnect) have no deadline.
     """
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:
@@ -41,10 +49,8 @@ class RequestBodyDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         body_complete = False
-        response_started = False
 
         async def receive_before_deadline() -> Message:
             nonlocal body_complete
@@ -54,39 +60,37 @@ class RequestBodyDeadline:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise RequestBodyTimeoutError from None
+                raise RequestBodyTimeoutError(self.timeout_s) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_complete = True
             return message
 
-        async def send_watching(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
+        await self.app(scope, receive_before_deadline, send)
 
-        try:
-            await self.app(scope, receive_before_deadline, send_watching)
-        except RequestBodyTimeoutError:
-            if response_started:
-                raise
-            # A warning with a fixed reason, so that a flood is written once and counted.
-            logger.warning(
-                "request body not complete in time; connection closed",
-                extra={
-                    "event": "request_body_timeout",
-                    "reason": "slow body",
-                    "path": scope.get("path", ""),
-                    "timeout_s": self.timeout_s,
-                },
-            )
-            response = problem(
-                408,
-                "Request timeout",
-                f"The request body did not arrive within {self.timeout_s:g} s.",
-                headers={"Connection": "close"},
-            )
-            await response(scope, receive, send)
+
+def install_body_deadline(app: FastAPI, timeout_s: float) -> None:
+    """Add the body deadline to the app, with the handler that responds 408."""
+    app.add_middleware(RequestBodyDeadline, timeout_s=timeout_s)
+
+    @app.exception_handler(RequestBodyTimeoutError)
+    async def on_body_timeout(request: Request, error: RequestBodyTimeoutError) -> Response:
+        # A warning with a fixed reason, so that a flood is written once and counted.
+        logger.warning(
+            "request body not complete in time; connection closed",
+            extra={
+                "event": "request_body_timeout",
+                "reason": "slow body",
+                "path": request.url.path,
+                "timeout_s": error.timeout_s,
+            },
+        )
+        # The rest of the body may still be on its way, so the connection ends here.
+        return problem(
+            408,
+            "Request timeout",
+            f"The request body did not arrive within {error.timeout_s:g} s.",
+            headers={"Connection": "close"},
+        )
 
 
 class HeadDeadlineProtocol(HttpToolsProtocol):

@@ -23,10 +23,12 @@ from budstikke.config import Settings
 from budstikke.dispatch.conditions import ConditionAnswer, ConditionChecker, endpoint_host
 from budstikke.dispatch.dispatcher import make_worker_id, utc_now
 from budstikke.domain.creator_limits import DEFAULT_LIMITS, check_regular_order
+from budstikke.domain.rate_limits import RateLimitExceededError
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.regular_orders import RegularOrderRequest, RegularSms, ScheduledMessage
 from budstikke.domain.statuses import Channel
 from budstikke.errors import DatabaseUnavailableError
+from budstikke.metrics import Metrics
 from budstikke.store.creator_limits import CreatorLimitsSource
 from budstikke.store.database import Database
 from budstikke.store.rate_limits import take_token
@@ -78,10 +80,12 @@ class RegularOrders:
         clock: Callable[[], datetime] = utc_now,
         on_due: Callable[[], None] | None = None,
         limits: CreatorLimitsSource | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.database = database
         # Without a source every creator gets the built-in default limits, never none.
         self.limits = limits or CreatorLimitsSource(database, DEFAULT_LIMITS)
+        self.metrics = metrics or Metrics()
         self.default_sms_sender = default_sms_sender
         self.default_email_sender = default_email_sender
         self.clock = clock
@@ -102,16 +106,30 @@ class RegularOrders:
             if limits.rate_per_s > 0:
                 await take_token(connection, creator=creator, limits=limits, now=now)
 
-        receipt = await create_regular_order(
-            self.database,
-            creator=creator,
-            idempotency_id=request.idempotency_id,
-            main=main,
-            reminders=[self._to_new(reminder) for reminder in request.reminders],
-            now=now,
-            callback_url=request.callback_url,
-            admit=admit,
-        )
+        try:
+            receipt = await create_regular_order(
+                self.database,
+                creator=creator,
+                idempotency_id=request.idempotency_id,
+                main=main,
+                reminders=[self._to_new(reminder) for reminder in request.reminders],
+                now=now,
+                callback_url=request.callback_url,
+                admit=admit,
+            )
+        except RateLimitExceededError as error:
+            self.metrics.record_rate_limit_rejection(error.limit)
+            # A warning with the limit as its reason, so that a flood is written once and counted.
+            logger.warning(
+                "regular order rejected by a rate limit",
+                extra={
+                    "event": "order_rate_limited",
+                    "reason": f"{error.limit} limit",
+                    "creator": creator,
+                    "retry_after_s": error.retry_after_s,
+                },
+            )
+            raise
         logger.info(
             "regular order stored" if receipt.created else "regular order replayed",
             extra={
