@@ -31,25 +31,43 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("content_type", sa.String(length=8), nullable=True),
         sa.Column("daytime_only", sa.Boolean(), nullable=False),
-        sa.Column("requested_send_time", budstikke.store.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "requested_send_time", budstikke.store.types.UtcDateTime(timezone=True), nullable=False
+        ),
         sa.Column("condition_endpoint", sa.Text(), nullable=True),
         sa.Column("process_after", budstikke.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_expires_at", budstikke.store.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "lease_expires_at", budstikke.store.types.UtcDateTime(timezone=True), nullable=True
+        ),
         sa.Column("condition_attempts", sa.Integer(), nullable=False),
-        sa.Column("condition_first_attempt_at", budstikke.store.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "condition_first_attempt_at",
+            budstikke.store.types.UtcDateTime(timezone=True),
+            nullable=True,
+        ),
         sa.Column("condition_note", sa.String(length=500), nullable=True),
         sa.ForeignKeyConstraint(
-            ["main_order_id"], ["orders.id"], name=op.f("fk_regular_orders_main_order_id_orders"), ondelete="CASCADE"
+            ["main_order_id"],
+            ["orders.id"],
+            name=op.f("fk_regular_orders_main_order_id_orders"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["order_id"], ["orders.id"], name=op.f("fk_regular_orders_order_id_orders"), ondelete="CASCADE"
+            ["order_id"],
+            ["orders.id"],
+            name=op.f("fk_regular_orders_order_id_orders"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_regular_orders")),
     )
     with op.batch_alter_table("regular_orders", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_regular_orders_main_order_id"), ["main_order_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_regular_orders_process_after"), ["process_after"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_regular_orders_main_order_id"), ["main_order_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_regular_orders_process_after"), ["process_after"], unique=False
+        )
 
     # A plain ADD COLUMN, never a batch copy of the table: on SQLite a copy
     # drops the old table, and with foreign keys on that deletes every
