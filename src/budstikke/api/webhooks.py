@@ -87,6 +87,11 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: problem_response("No valid bearer token."),
     403: problem_response("The token lacks the scope or names no creator."),
 }
+# Routes that read a JSON body can also reject it whole.
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: problem_response("The body is larger than the limit."),
+    415: problem_response("The body is not JSON."),
+}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: problem_response("No such endpoint for this creator.")
 }
@@ -164,6 +169,7 @@ def now() -> datetime:
         201: json_response("The endpoint, with its secret.", ENDPOINT_WITH_SECRET),
         400: problem_response("Invalid body; `errors` names the invalid field."),
         409: problem_response("The URL is registered already, or the creator has too many."),
+        **BODY_RESPONSES,
         **COMMON_RESPONSES,
     },
     openapi_extra=json_body(
@@ -256,6 +262,7 @@ async def delete_endpoint(endpoint_id: str, request: Request) -> Response:
     responses={
         200: json_response("The endpoint, with its new secret.", ENDPOINT_WITH_SECRET),
         400: problem_response("Invalid body; `errors` names the invalid field."),
+        **BODY_RESPONSES,
         **NOT_FOUND,
         **COMMON_RESPONSES,
     },
