@@ -19,9 +19,22 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import Float, bindparam, case, delete, insert, select, text
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from budstikke.domain.creator_limits import CreatorLimits
 from budstikke.domain.rate_limits import (
@@ -35,9 +48,11 @@ from budstikke.domain.rate_limits import (
 )
 from budstikke.store.database import Database
 from budstikke.store.tables import rate_buckets, recipient_sends
+from budstikke.store.types import UtcDateTime
 
-# First key of the PostgreSQL advisory locks on recipients ("bsk" and 1); the
-# two-key form never collides with the one-key locks used elsewhere.
+# First key of the PostgreSQL advisory locks on recipients ("bsk" and 1). The
+# two-key form does not overlap the one-key locks used elsewhere (PostgreSQL
+# manual, "Advisory Lock Functions": the two key spaces do not overlap).
 RECIPIENT_LOCK_SPACE = 0x62736B01
 LOCK_RECIPIENT = text("SELECT pg_advisory_xact_lock(:space, :key)")
 
@@ -78,6 +93,46 @@ TAKE_TOKEN = {
     "sqlite": build_take_token(sqlite.Insert),
     "postgresql": build_take_token(postgresql.Insert),
 }
+
+
+def build_insert_send_if_room() -> object:
+    """Build the insert of a recipient send that happens only while both windows have room.
+
+    One statement in place of a count and an insert, because this runs for
+    every instant order. A limit of 0 is off. It returns the new row's id,
+    and no row when a window is full.
+    """
+
+    def sends_since(name: str) -> ColumnElement[int]:
+        return (
+            select(func.count())
+            .where(
+                recipient_sends.c.creator == bindparam("creator"),
+                recipient_sends.c.recipient_key == bindparam("recipient_key"),
+                recipient_sends.c.created_at > bindparam(name, type_=UtcDateTime),
+            )
+            .scalar_subquery()
+        )
+
+    limit_short = bindparam("limit_short", type_=Integer)
+    limit_day = bindparam("limit_day", type_=Integer)
+    row = select(
+        bindparam("creator", type_=String),
+        bindparam("recipient_key", type_=String),
+        bindparam("created_at", type_=UtcDateTime),
+    ).where(
+        or_(limit_short == 0, sends_since("since_short") < limit_short),
+        or_(limit_day == 0, sends_since("since_day") < limit_day),
+    )
+    return (
+        insert(recipient_sends)
+        .from_select(["creator", "recipient_key", "created_at"], row)
+        .returning(recipient_sends.c.id)
+    )
+
+
+# Built once, like the statements in store/orders.py, to save building them per order.
+INSERT_SEND_IF_ROOM = build_insert_send_if_room()
 RECENT_SENDS = (
     select(recipient_sends.c.created_at)
     .where(
@@ -148,6 +203,21 @@ async def count_recipient_send(
         await connection.execute(
             LOCK_RECIPIENT, {"space": RECIPIENT_LOCK_SPACE, "key": lock_key(creator, recipient_key)}
         )
+    inserted = await connection.execute(
+        INSERT_SEND_IF_ROOM,  # type: ignore[call-overload]
+        {
+            "creator": creator,
+            "recipient_key": recipient_key,
+            "created_at": now,
+            "limit_short": limits.per_recipient_10min,
+            "limit_day": limits.per_recipient_day,
+            "since_short": now - RECIPIENT_WINDOW_SHORT,
+            "since_day": now - RECIPIENT_WINDOW_DAY,
+        },
+    )
+    if inserted.first() is not None:
+        return
+    # A window is full: read the recent sends to find which, and when it has room again.
     rows = await connection.execute(
         RECENT_SENDS,
         {
@@ -170,9 +240,7 @@ async def count_recipient_send(
                 f"This recipient got {limit} instant messages from this creator in the last "
                 f"{window_text}, the most allowed. Retry after {retry_after_s} s.",
             )
-    await connection.execute(
-        insert(recipient_sends).values(creator=creator, recipient_key=recipient_key, created_at=now)
-    )
+    raise RuntimeError("a recipient window was full, but no window is full on a second read")
 
 
 def lock_key(creator: str, recipient_key: str) -> int:
