@@ -1,7 +1,7 @@
 """A full run of `budstikke serve` writes no phone number, email address, body or key to its log.
 
 The run talks to the test SMSC over SMPP and to an SMTP server, both on
-loopback, and goes through the paths that log most: hand-offs, delivery
+loopback. It goes through the paths that log most: hand-offs, delivery
 receipts, a rejected recipient, validation errors, the content guard, a
 rate limit, a replay and a regular order. Its DEBUG log is then searched.
 """

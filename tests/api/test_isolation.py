@@ -1,4 +1,4 @@
-"""Creator isolation: another creator's ids answer 404 exactly as missing ones, on every route.
+"""Creator isolation: another creator's ids get 404 exactly as missing ones, on every route.
 
 `ID_ROUTES` lists how to call each route that takes an id in its path.
 `test_every_id_route_is_covered` fails when a route is added to the API

@@ -137,8 +137,8 @@ async def test_limits_shared_by_two_apps(settings: Settings) -> None:
             order = sms_order(phone=f"+479100000{index}")
             bucket.append((await post(app, SMS_PATH, order)).status_code)
 
-    # Five to one number, then the sixth is over the recipient limit; it
-    # spent no token, so the bucket of 8 has 3 left for the other numbers.
+    # Five go to one number, and the sixth is over the recipient limit. That
+    # one spent no token, so the bucket of 8 has 3 left for other numbers.
     assert statuses == [201] * 5 + [429]
     assert bucket == [201, 201, 201, 429]
 

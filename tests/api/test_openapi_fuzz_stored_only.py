@@ -34,7 +34,7 @@ FUZZ_SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-# Built from the app at import, as in test_openapi_fuzz.py, whose comment says why.
+# Built from the app at import, as in test_openapi_fuzz.py, whose comment gives the reason.
 OPENAPI_DOCUMENT = create_app(Settings(data_dir=Path("unused"))).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI_DOCUMENT).include(
     path_regex=r"/orders$|/webhooks|/whoami$"
