@@ -233,6 +233,9 @@ def configure_logging(level: str, log_format: str) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # Alembic reports every migration context at INFO on each start.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: message
+    # bodies (one-time codes among them) and phone numbers.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
