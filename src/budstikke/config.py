@@ -18,6 +18,7 @@ from budstikke.domain.creator_limits import (
 from budstikke.domain.sms_countries import DEFAULT_SMS_COUNTRIES, parse_sms_countries
 from budstikke.domain.webhook_urls import parse_networks
 from budstikke.errors import ConfigurationError
+from budstikke.otp_key import decode_otp_key
 
 ENV_PREFIX = "BUDSTIKKE_"
 # A shorter operator key could be guessed through the dashboard's login form.
@@ -110,6 +111,26 @@ class Settings(BaseSettings):
         description="Let regular orders' condition endpoints be loopback, private, link-local or "
         "other non-public addresses (tests, internal services); off, such endpoints are refused "
         "so that the service cannot be used to probe internal networks.",
+    )
+    otp_key: str = Field(
+        default="",
+        repr=False,
+        description="Key of the HMAC-SHA256 that OTP codes are stored as: hex or base64 of at "
+        "least 32 bytes. Empty: otp.key in the data folder, generated on first start. Every "
+        "process that checks codes needs the same key.",
+    )
+    otp_recipient_limit_per_hour: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="OTP verifications one creator may create for one recipient in any hour.",
+    )
+    otp_failed_check_limit_per_hour: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Wrong OTP codes one creator's checks may submit in any hour; beyond it "
+        "every check of that creator is rejected with 429 until the hour has passed.",
     )
     jwt_issuer: str = Field(default="", description="Required `iss` of JWTs; empty: not checked.")
     jwt_audience: str = Field(default="", description="Required `aud` of JWTs; empty: not checked.")
@@ -281,6 +302,8 @@ def load_settings(**overrides: object) -> Settings:
 
 def check_settings(settings: Settings) -> None:
     """Check the settings that depend on each other or on other modules' rules."""
+    if settings.otp_key:
+        decode_otp_key(settings.otp_key)
     url = settings.resolved_database_url
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigurationError(

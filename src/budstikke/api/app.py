@@ -18,6 +18,7 @@ from budstikke.api import (
     health,
     metrics_endpoint,
     orders,
+    otp,
     regular_orders,
     shipments,
     webhooks,
@@ -39,6 +40,7 @@ from budstikke.channels.base import Provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import utc_now
 from budstikke.dispatch.instant import InstantOrders
+from budstikke.dispatch.otp import build_otp_verifications
 from budstikke.dispatch.regular import RegularOrders, build_regular_processor
 from budstikke.dispatch.runner import build_dispatcher, build_providers
 from budstikke.domain.rate_limits import RateLimitExceededError
@@ -91,6 +93,7 @@ def create_app(
     app.include_router(shipments.router)
     app.include_router(whoami.router)
     app.include_router(webhooks.router)
+    app.include_router(otp.router)
     app.include_router(health.router)
     app.include_router(metrics_endpoint.router)
     app.include_router(dashboard.router)
@@ -151,7 +154,7 @@ async def start_services(
         regular_processor.start()
     # One source, so that instant and regular orders see the same limits.
     limits = CreatorLimitsSource(database, settings.default_limits)
-    return Services(
+    services = Services(
         settings=settings,
         database=database,
         authenticator=Authenticator(database, jwks),
@@ -176,6 +179,8 @@ async def start_services(
         ),
         regular_processor=regular_processor,
     )
+    services.otp = build_otp_verifications(settings, database, services.instant_orders, clock=clock)
+    return services
 
 
 async def stop_services(services: Services) -> None:

@@ -125,6 +125,73 @@ SHIPMENT: dict[str, Any] = {
     },
 }
 
+OTP_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["idempotencyId"],
+    "description": "Exactly one of recipientSms and recipientEmail.",
+    "properties": {
+        "idempotencyId": {**STRING_200, "minLength": 1},
+        "sendersReference": {**STRING_200, "type": ["string", "null"]},
+        "recipientSms": {
+            "type": "object",
+            "required": ["phoneNumber"],
+            "properties": {"phoneNumber": {"type": "string", "example": "+4799999999"}},
+        },
+        "recipientEmail": {
+            "type": "object",
+            "required": ["emailAddress"],
+            "properties": {
+                "emailAddress": {"type": "string", "example": "ola.nordmann@example.com"}
+            },
+        },
+        "codeLength": {"type": "integer", "minimum": 4, "maximum": 10, "default": 6},
+        "timeToLiveInSeconds": {"type": "integer", "minimum": 60, "maximum": 900, "default": 300},
+        "language": {"type": "string", "enum": ["en", "nb", "nn"], "default": "nb"},
+        "template": {
+            "type": "string",
+            "description": "Own text with {code} exactly once; replaces the built-in text.",
+        },
+        "sender": {
+            "type": ["string", "null"],
+            "description": "SMS sender id, or the From address of an email.",
+        },
+    },
+}
+
+OTP_VERIFICATION_RECEIPT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verificationId": {"type": "string", "format": "uuid"},
+        "shipmentId": {"type": "string", "format": "uuid"},
+        "expiresAt": {"type": "string", "format": "date-time"},
+    },
+}
+
+OTP_STATUS = {"type": "string", "enum": ["pending", "approved", "expired", "max_attempts_reached"]}
+
+OTP_VERIFICATION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verificationId": {"type": "string", "format": "uuid"},
+        "status": OTP_STATUS,
+        "remainingAttempts": {"type": "integer"},
+        "resendsLeft": {"type": "integer"},
+        "expiresAt": {"type": "string", "format": "date-time"},
+        "shipmentId": {"type": "string", "format": "uuid"},
+    },
+}
+
+OTP_CHECK_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["code"],
+    "properties": {"code": {"type": "string", "maxLength": 64, "example": "482913"}},
+}
+
+OTP_CHECK_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"status": OTP_STATUS, "remainingAttempts": {"type": "integer"}},
+}
+
 PROBLEM: dict[str, Any] = {
     "type": "object",
     "properties": {

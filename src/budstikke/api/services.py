@@ -11,6 +11,7 @@ from budstikke.api.auth import Authenticator, Principal
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher
 from budstikke.dispatch.instant import InstantOrders
+from budstikke.dispatch.otp import OtpVerifications
 from budstikke.dispatch.regular import RegularOrderProcessor, RegularOrders
 from budstikke.store.database import Database
 
@@ -25,6 +26,8 @@ class Services:
     regular_orders: RegularOrders
     # Runs where the dispatcher's worker loop runs; None in an API-only process.
     regular_processor: RegularOrderProcessor | None = None
+    # Set by start_services once the instant orders that carry the codes exist.
+    otp: OtpVerifications | None = None
 
     async def authenticate(self, request: Request) -> Principal:
         return await self.authenticator.authenticate(request.headers.get("authorization"))

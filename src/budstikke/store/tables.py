@@ -298,3 +298,45 @@ recipient_sends = Table(
     Index(None, "creator", "recipient_key", "created_at"),
     Index(None, "created_at"),
 )
+
+# One OTP verification: the digest of its current code, never the code. The
+# order that carries code N has the idempotency id otp:<id>:<N> (store.otp.order_key).
+otp_verifications = Table(
+    "otp_verifications",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("creator", String(100), nullable=False),
+    Column("idempotency_id", String(200), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    # The recipient as the per-recipient limit counts it (an email address in lower case).
+    Column("recipient_key", String(320), nullable=False),
+    Column("sender", String(320), nullable=True),
+    Column("senders_reference", String(200), nullable=True),
+    Column("language", String(2), nullable=False),
+    Column("template", Text, nullable=True),
+    Column("code_length", SmallInteger, nullable=False),
+    # Hex HMAC-SHA256 of the current code (budstikke.domain.otp.code_digest).
+    Column("code_digest", String(64), nullable=False),
+    # 0 for the first code, raised by one on each resend.
+    Column("code_serial", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("last_sent_at", UtcDateTime, nullable=False),
+    UniqueConstraint("creator", "idempotency_id"),
+    Index(None, "creator", "recipient_key", "created_at"),
+)
+
+# One row per wrong code, for the per-creator limit; rows older than the window are deleted.
+otp_failed_checks = Table(
+    "otp_failed_checks",
+    metadata,
+    Column("id", SequenceInteger, primary_key=True, autoincrement=True),
+    Column("creator", String(100), nullable=False),
+    Column("verification_id", Uuid, nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Index(None, "creator", "failed_at"),
+)
