@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -379,6 +380,8 @@ def main() -> None:
     )
     parser.add_argument("--smsc-port", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the SMSC and server processes are stopped too.
+    signal.signal(signal.SIGTERM, lambda _number, _frame: sys.exit(143))
     if arguments.smsc_port:
         run_smsc(arguments.smsc_port)
         return

@@ -100,3 +100,16 @@ async def test_daytime_sms_waits_for_morning(database: Database) -> None:
     assert len(morning_claim) == 1
     # Due at 09:00 Oslo time (08:00 UTC), and valid for 48 hours from then.
     assert morning_claim[0].expires_at == datetime(2026, 1, 18, 8, 0, tzinfo=UTC)
+
+
+async def test_claimable_count_skips_waiting_daytime(database: Database) -> None:
+    await store_orders(database, 3, EVENING, daytime_only=True)
+    regular = RegularOrderStore(database)
+    orders = await regular.claim_due(
+        worker_id="w", now=EVENING, lease_until=EVENING + timedelta(seconds=60), limit=10
+    )
+    await regular.store_notifications([(order, None) for order in orders], now=EVENING)
+
+    assert await regular.count_claimable_notifications(now=EVENING, limit=100) == 0
+    assert await regular.count_claimable_notifications(now=NEXT_MORNING, limit=100) == 3
+    assert await regular.count_claimable_notifications(now=NEXT_MORNING, limit=2) == 2

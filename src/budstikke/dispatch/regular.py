@@ -49,6 +49,11 @@ CONDITION_RETRY_MAX_S: Final = 120.0
 # holds the database's write lock while it stores its notifications, and on
 # SQLite instant orders wait for that lock, so a batch stays small.
 CLAIM_BATCH: Final = 200
+# Due orders are turned into notifications only while fewer than this many
+# regular notifications wait to be handed off. A backlog of 100,000 due
+# orders is expanded as it drains, not all at once, which would hold the
+# database's write lock for minutes and make every table scan longer.
+QUEUE_AHEAD: Final = 2000
 CONDITION_CONCURRENCY: Final = 16
 DATABASE_RETRY_S: Final = 0.5
 DATABASE_RETRY_MAX_S: Final = 15.0
@@ -256,11 +261,14 @@ class RegularOrderProcessor:
     async def run_pass(self) -> int:
         """Claim one batch of due orders and process it; returns how many were claimed."""
         now = self.clock()
+        queued = await self.store.count_claimable_notifications(now=now, limit=QUEUE_AHEAD)
+        if queued >= QUEUE_AHEAD:
+            return 0
         claimed = await self.store.claim_due(
             worker_id=self.worker_id,
             now=now,
             lease_until=now + timedelta(seconds=self.lease_s),
-            limit=CLAIM_BATCH,
+            limit=min(CLAIM_BATCH, QUEUE_AHEAD - queued),
         )
         if not claimed:
             return 0

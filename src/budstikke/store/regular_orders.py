@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from budstikke.domain.daytime import next_daytime
+from budstikke.domain.daytime import is_daytime, next_daytime
 from budstikke.domain.statuses import NEW_STATUS, Channel, OrderStatus, OrderType, Priority
 from budstikke.store.database import Database
 from budstikke.store.feed import append_feed_entry
@@ -249,6 +249,22 @@ class RegularOrderStore:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    async def count_claimable_notifications(self, *, now: datetime, limit: int) -> int:
+        """Count regular notifications that workers could claim now, counting to `limit` at most."""
+        claimable = and_(
+            notifications.c.status.in_([status.value for status in NEW_STATUS.values()]),
+            notifications.c.priority == int(Priority.REGULAR),
+            notifications.c.due_at <= now,
+            notifications.c.expires_at > now,
+        )
+        if not is_daytime(now):
+            claimable = and_(claimable, notifications.c.daytime_only.is_(False))
+        rows = select(notifications.c.id).where(claimable).limit(limit).subquery()
+        async with self.database.read() as connection:
+            return int(
+                (await connection.execute(select(func.count()).select_from(rows))).scalar_one()
+            )
 
     async def claim_due(
         self, *, worker_id: str, now: datetime, lease_until: datetime, limit: int
