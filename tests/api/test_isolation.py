@@ -20,6 +20,7 @@ from tests.api.regular import ORDERS_PATH, regular_order, sms_recipient
 from tests.conftest import API, RunningApp, run_app
 
 WEBHOOKS = f"{API}/webhooks"
+OTP_PATH = f"{API}/otp"
 # Never called: the app runs without its worker loops, so no webhook is sent.
 WEBHOOK_URL = "https://hooks.example.com/budstikke"
 
@@ -38,6 +39,9 @@ ID_ROUTES = [
     IdRoute("POST", "/webhooks/{endpoint_id}/rotate-secret", {"keepPreviousForSeconds": 0}),
     IdRoute("POST", "/webhooks/{endpoint_id}/enable"),
     IdRoute("GET", "/webhooks/{endpoint_id}/deliveries"),
+    IdRoute("GET", "/otp/{verification_id}"),
+    IdRoute("POST", "/otp/{verification_id}/check", {"code": "000000"}),
+    IdRoute("POST", "/otp/{verification_id}/resend"),
 ]
 
 
@@ -72,7 +76,12 @@ async def store_victim_data(app: RunningApp) -> Victim:
         headers=app.headers(),
     )
     endpoint = await app.client.post(WEBHOOKS, json={"url": WEBHOOK_URL}, headers=app.headers())
-    for response in (sms, email, regular, endpoint):
+    verification = await app.client.post(
+        OTP_PATH,
+        json={"idempotencyId": "ttd-otp-1", "recipientSms": {"phoneNumber": "+4798888888"}},
+        headers=app.headers(),
+    )
+    for response in (sms, email, regular, endpoint, verification):
         assert response.status_code == 201, response.text
     shipments = [
         sms.json()["notification"]["shipmentId"],
@@ -81,7 +90,11 @@ async def store_victim_data(app: RunningApp) -> Victim:
         regular.json()["notification"]["reminders"][0]["shipmentId"],
     ]
     return Victim(
-        ids={"shipment_id": shipments, "endpoint_id": [endpoint.json()["id"]]},
+        ids={
+            "shipment_id": [*shipments, verification.json()["shipmentId"]],
+            "endpoint_id": [endpoint.json()["id"]],
+            "verification_id": [verification.json()["verificationId"]],
+        },
         instant_key=instant_key,
         regular_key=regular_key,
         endpoint=endpoint.json(),
@@ -142,10 +155,17 @@ async def test_victim_data_unchanged_after_attempts(app: RunningApp) -> None:
         await app.client.get(f"{API}/shipment/{value}", headers=app.headers())
         for value in victim.ids["shipment_id"]
     ]
+    [verification_id] = victim.ids["verification_id"]
+    verification = await app.client.get(f"{OTP_PATH}/{verification_id}", headers=app.headers())
 
     assert endpoint.status_code == 200
     assert endpoint.json()["previousSecretExpiresAt"] is None
-    assert [response.status_code for response in shipments] == [200, 200, 200, 200]
+    assert [response.status_code for response in shipments] == [200] * 5
+    assert verification.status_code == 200
+    # The intruder's wrong code and resend did not touch the verification.
+    assert verification.json()["remainingAttempts"] == 5
+    assert verification.json()["resendsLeft"] == 3
+    assert verification.json()["shipmentId"] == victim.ids["shipment_id"][-1]
 
 
 async def test_lists_show_only_own_rows(app: RunningApp) -> None:
@@ -193,3 +213,15 @@ async def test_idempotency_keys_are_per_creator(
 
     assert response.status_code == 201, response.text
     assert response.json()["notification"]["shipmentId"] not in victim.ids["shipment_id"]
+
+
+async def test_otp_idempotency_keys_are_per_creator(app: RunningApp) -> None:
+    victim = await store_victim_data(app)
+    intruder = await app.new_key("digdir")
+    body = {"idempotencyId": "ttd-otp-1", "recipientSms": {"phoneNumber": "+4798888888"}}
+
+    response = await app.client.post(OTP_PATH, json=body, headers=app.headers(intruder))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["verificationId"] not in victim.ids["verification_id"]
+    assert response.json()["shipmentId"] not in victim.ids["shipment_id"]
