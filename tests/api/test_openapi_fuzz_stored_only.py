@@ -1,5 +1,5 @@
 """Schemathesis over the routes that test_openapi_fuzz.py leaves out: regular orders,
-webhook endpoints and whoami. No request may get a 500.
+webhook endpoints, OTP verifications and whoami. No request may get a 500.
 
 These routes store URLs that budstikke calls later (condition endpoints,
 webhooks). Generated URLs may name any host, so the server here runs with
@@ -37,7 +37,7 @@ FUZZ_SETTINGS = settings(
 # Built from the app at import, as in test_openapi_fuzz.py, whose comment gives the reason.
 OPENAPI_DOCUMENT = create_app(Settings(data_dir=Path("unused"))).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI_DOCUMENT).include(
-    path_regex=r"/orders$|/webhooks|/whoami$"
+    path_regex=r"/orders$|/webhooks|/whoami$|/otp"
 )
 
 

@@ -44,6 +44,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 TOO_MANY: dict[int | str, dict[str, Any]] = {
     429: problem_response("A limit is exhausted (code BSK-00001); see Retry-After.")
 }
+# Routes that read a JSON body can also reject it whole.
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: problem_response("The body is larger than the limit."),
+    415: problem_response("The body is not JSON."),
+}
 # Problem codes of the reasons a resend is rejected.
 RESEND_CODES = {
     ResendRejection.CLOSED: "OTP-00002",
@@ -87,6 +92,7 @@ def parse_id(verification_id: str) -> uuid.UUID | None:
             OTP_VERIFICATION_RECEIPT,
         ),
         400: problem_response("Invalid body; `errors` lists every invalid field."),
+        **BODY_RESPONSES,
         **AUTH_RESPONSES,
         **TOO_MANY,
     },
@@ -120,6 +126,7 @@ async def create_verification(request: Request) -> Response:
     responses={
         200: json_response("The verification's status after this check.", OTP_CHECK_RESPONSE),
         400: problem_response("Invalid body."),
+        **BODY_RESPONSES,
         **AUTH_RESPONSES,
         **NOT_FOUND,
         **TOO_MANY,
