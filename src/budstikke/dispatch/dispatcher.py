@@ -78,8 +78,10 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
-        # Expiry scans every new notification, so a busy loop runs it once per poll interval.
-        self._next_expiry_at = datetime.min.replace(tzinfo=UTC)
+        # Expiry scans every new notification, so a busy loop runs it once per poll
+        # interval. The pace is kept in monotonic seconds, not by `clock`: a clock
+        # that stands still (tests) must not stop expiry.
+        self._next_expiry_at = 0.0
         # Started and stopped with the worker loop; None where webhooks are not sent.
         self.webhooks: WebhookDeliveryLoop | None = None
         # Erases message bodies past their retention; None where nothing is erased.
@@ -217,8 +219,8 @@ class Dispatcher:
         Returns whether every free slot got work, so the loop goes on at once.
         """
         now = self.clock()
-        if now >= self._next_expiry_at:
-            self._next_expiry_at = now + timedelta(seconds=self.poll_interval_s)
+        if time.monotonic() >= self._next_expiry_at:
+            self._next_expiry_at = time.monotonic() + self.poll_interval_s
             expired = await self.store.expire_overdue(now)
             self.metrics.record_expired(len(expired))
             for notification_id in expired:
