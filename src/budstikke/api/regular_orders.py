@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from budstikke.api.body import read_json_body
-from budstikke.api.schemas import ORDER_RESPONSES, json_body, json_response
+from budstikke.api.schemas import CALLBACK_URL, ORDER_RESPONSES, json_body, json_response
 from budstikke.api.services import services_of
 from budstikke.dispatch.regular import RegularOrders
 from budstikke.domain.regular_orders import parse_regular_order
@@ -68,6 +68,7 @@ REGULAR_ORDER_REQUEST: dict[str, Any] = {
         "sendersReference": {"type": ["string", "null"], "maxLength": 200},
         "requestedSendTime": {**SEND_TIME, "description": "With an offset; default now."},
         "conditionEndpoint": CONDITION_ENDPOINT,
+        "callbackUrl": CALLBACK_URL,
         "recipient": RECIPIENT,
         "reminders": {
             "type": "array",
