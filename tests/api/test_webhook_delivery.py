@@ -78,6 +78,14 @@ def wake_webhooks(app: RunningApp) -> None:
     dispatcher.webhooks.wake()
 
 
+def failure_count(app: RunningApp, reason: str) -> float | None:
+    registry = app.app.state.metrics.registry
+    value: float | None = registry.get_sample_value(
+        "budstikke_webhook_failures_total", {"reason": reason}
+    )
+    return value
+
+
 def statuses(requests: list[ReceivedRequest]) -> list[str]:
     return [request.json()["status"] for request in requests]
 
@@ -164,7 +172,9 @@ async def test_server_error_is_retried_in_order(settings: Settings, receiver: Re
         clock.advance(10)
         wake_webhooks(app)
         requests = await receiver.wait_for_requests(4)
+        failures = failure_count(app, "http_status")
 
+    assert failures == 1
     failed = [item for item in pending if item["lastError"]]
     assert failed[0]["lastError"] == "HTTP 500"
     assert failed[0]["lastStatusCode"] == 500
@@ -189,7 +199,9 @@ async def test_timeout_is_retried(settings: Settings, receiver: Receiver) -> Non
         clock.advance(10)
         wake_webhooks(app)
         requests = await receiver.wait_for_requests(4)
+        failures = failure_count(app, "timeout")
 
+    assert failures == 1
     assert [item["lastError"] for item in pending if item["lastError"]] == ["timed out after 0.5 s"]
     assert statuses(requests) == [SMS_STATUSES[0], *SMS_STATUSES]
 
