@@ -1,8 +1,8 @@
-"""A webhook receiver for tests: a real HTTP/1.1 server on loopback, with scripted answers.
+"""A webhook receiver for tests: a real HTTP/1.1 server on loopback, with scripted replies.
 
 It records every request it reads (headers, raw body, TLS server name) and
-answers each from a queue of `Reply` objects, or 204 when the queue is
-empty. A reply can delay, redirect, send a huge or stalled body, or close
+replies to each from a queue of `Reply` objects, or with 204 when the queue
+is empty. A reply can delay, redirect, send a huge or stalled body, or close
 the connection without answering. It can serve TLS and verify Standard
 Webhooks signatures the way a receiver should.
 """
@@ -35,9 +35,9 @@ class Reply:
     # Declare this body length, send `stall_after` bytes of it, then stop sending.
     stalled_length: int | None = None
     stall_after: int = 0
-    # Close the connection without an answer.
+    # Close the connection without a response.
     drop: bool = False
-    # Send these bytes as the answer, unchecked, then close the connection.
+    # Send these bytes as the response, unchecked, then close the connection.
     raw: bytes | None = None
 
 
@@ -55,7 +55,7 @@ class ReceivedRequest:
 
 
 def verify_signature(request: ReceivedRequest, secret: str) -> bool:
-    """Verify a request as the README tells receivers to, without budstikke's code."""
+    """Verify a request the way the README shows receivers, without budstikke's code."""
     message_id = request.headers["webhook-id"]
     timestamp = request.headers["webhook-timestamp"]
     key = base64.b64decode(secret.removeprefix("whsec_"))

@@ -31,7 +31,7 @@ LOOPBACK_ONLY = AddressPolicy(parse_networks("127.0.0.1/32"))
 
 
 def resolver_for(mapping: dict[str, list[str]]):  # type: ignore[no-untyped-def]
-    """Return a resolver that answers from `mapping`, so no test asks a real DNS server."""
+    """Return a resolver that reads `mapping`, so no test queries a real DNS server."""
 
     async def resolve(host: str, _port: int) -> list[IPAddress]:
         return [ipaddress.ip_address(address) for address in mapping[host]]
