@@ -41,6 +41,7 @@ def database_bytes(server: Server) -> int:
 
 def measure(server: Server, orders: int, slice_s: float) -> list[dict[str, Any]]:
     samples = [{"orders": 0, "rss_mib": round(rss_bytes(server.pid) / 2**20, 1)}]
+    print(json.dumps(samples[0]), flush=True)
     answered = 0
     started = time.monotonic()
     while answered < orders:
