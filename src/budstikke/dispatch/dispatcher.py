@@ -340,14 +340,20 @@ class Dispatcher:
                     logger.error(
                         "outcome of a hand-off not stored: database unavailable until the "
                         "lease ended",
-                        extra={"event": "outcome_lost", "notification_id": str(claimed.id),
-                               "error": str(error)[:200]},
+                        extra={
+                            "event": "outcome_lost",
+                            "notification_id": str(claimed.id),
+                            "error": str(error)[:200],
+                        },
                     )
                     return False
                 logger.warning(
                     "database unavailable; retrying to store a hand-off outcome",
-                    extra={"event": "outcome_store_retry", "notification_id": str(claimed.id),
-                           "retry_in_s": pause_s},
+                    extra={
+                        "event": "outcome_store_retry",
+                        "notification_id": str(claimed.id),
+                        "retry_in_s": pause_s,
+                    },
                 )
                 await asyncio.sleep(pause_s)
                 pause_s = min(pause_s * 2, DATABASE_RETRY_MAX_S)

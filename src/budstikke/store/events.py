@@ -36,8 +36,8 @@ async def notify(connection: AsyncConnection, channel: str, payload: str = "") -
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
 
 
@@ -88,8 +88,11 @@ class PgEventListener:
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
                 logger.warning(
                     "cannot listen for database events; retrying",
-                    extra={"event": "listen_failed", "error": str(error)[:200],
-                           "retry_in_s": delay_s},
+                    extra={
+                        "event": "listen_failed",
+                        "error": str(error)[:200],
+                        "retry_in_s": delay_s,
+                    },
                 )
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, RECONNECT_DELAY_MAX_S)
