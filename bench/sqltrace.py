@@ -2,11 +2,12 @@
 
     python bench/sqltrace.py --provider smpp --orders 500
 
-Runs the app in this process (no uvicorn: requests go through httpx's ASGI
-transport one after another), places the orders, waits until each is
-final, and prints per order: the CPU time of the whole path, the number of
-transactions and statements, the time SQLite itself spent in them (the
-driver's execute), and the statements grouped by their first words. The
+Runs the app in this process without uvicorn, so requests go through
+httpx's ASGI transport one after another. It places the orders and waits
+until each is final. Then it prints per order the CPU time of the whole
+path, the number of transactions and statements, the time SQLite itself
+spent in them (the driver's execute), and the statements grouped by their
+first words. The
 difference between the CPU time and the SQLite time is what Python spends
 around the database: HTTP handling, SQLAlchemy, the provider, logging.
 """
@@ -134,7 +135,7 @@ async def place(client: httpx.AsyncClient, headers: dict[str, str], first: int, 
         }
         response = await client.post(f"{API}/orders/instant/sms", headers=headers, json=body)
         if response.status_code != 201:
-            raise RuntimeError(f"order {index} answered {response.status_code}: {response.text}")
+            raise RuntimeError(f"order {index} returned {response.status_code}: {response.text}")
 
 
 def report(log: StatementLog, used_s: float, orders: int) -> None:
