@@ -40,7 +40,7 @@ CREATE_SCOPE = "altinn:serviceowner/notifications.create"
 POSTGRES_PORT = 5432
 POSTGRES_USER = "postgres"
 CLI_TIMEOUT_S = 30.0
-START_TIMEOUT_S = 15.0
+START_TIMEOUT_S = 60.0
 
 
 def cli_environment(data_dir: Path, **settings: str) -> dict[str, str]:

@@ -55,7 +55,7 @@ class Process:
             stderr=self._log,
         )
 
-    def wait_listening(self, timeout_s: float = 20.0) -> None:
+    def wait_listening(self, timeout_s: float = 60.0) -> None:
         assert self.port is not None
         deadline = time.monotonic() + timeout_s
         while not port_answers(self.port):
