@@ -78,9 +78,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
-        # Expiry scans every new notification, so a busy loop runs it once per poll
-        # interval. The pace is kept in monotonic seconds, not by `clock`: a clock
-        # that stands still (tests) must not stop expiry.
+        # Expiry scans every new notification, so the busy loop runs it once per
+        # poll interval. The pace is kept in monotonic seconds, not by `clock`: a
+        # clock that stands still (tests) must not stop expiry.
         self._next_expiry_at = 0.0
         # Started and stopped with the worker loop; None where webhooks are not sent.
         self.webhooks: WebhookDeliveryLoop | None = None
@@ -185,7 +185,10 @@ class Dispatcher:
             # comes during the pass ends the wait below at once.
             self._wake.clear()
             try:
-                claimed_all_slots = await self.run_pass()
+                expire = time.monotonic() >= self._next_expiry_at
+                if expire:
+                    self._next_expiry_at = time.monotonic() + self.poll_interval_s
+                claimed_all_slots = await self.run_pass(expire=expire)
                 database_pause_s = DATABASE_RETRY_S
             except DatabaseUnavailableError as error:
                 logger.warning(
@@ -213,14 +216,14 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 
-    async def run_pass(self) -> bool:
+    async def run_pass(self, *, expire: bool = True) -> bool:
         """Run one pass of the worker loop: end overdue work, then claim and start due work.
 
-        Returns whether every free slot got work, so the loop goes on at once.
+        `expire` False skips the expiry sweep. Returns whether every free slot
+        got work, so the loop goes on at once.
         """
         now = self.clock()
-        if time.monotonic() >= self._next_expiry_at:
-            self._next_expiry_at = time.monotonic() + self.poll_interval_s
+        if expire:
             expired = await self.store.expire_overdue(now)
             self.metrics.record_expired(len(expired))
             for notification_id in expired:
