@@ -27,7 +27,8 @@ def webhook_settings(settings: Settings, **changes: Any) -> Settings:
         update={
             "webhook_allow_http": True,
             "webhook_allowed_networks": "127.0.0.1/32",
-            "webhook_timeout_s": 0.5,
+            # Generous, so that a loaded test machine causes no spurious timeouts.
+            "webhook_timeout_s": 3.0,
             "worker_poll_interval_s": 0.05,
             **changes,
         }
@@ -191,7 +192,7 @@ async def test_server_error_is_retried_in_order(settings: Settings, receiver: Re
 async def test_timeout_is_retried(settings: Settings, receiver: Receiver) -> None:
     receiver.reply(Reply(delay_s=2.0))
     clock = FakeClock()
-    async with run_app(webhook_settings(settings), clock=clock) as app:
+    async with run_app(webhook_settings(settings, webhook_timeout_s=0.5), clock=clock) as app:
         endpoint_id, _secret = await register(app, receiver.url())
         await place_sms(app)
         await wait_for_pending_attempt(app, endpoint_id, 1)
