@@ -21,15 +21,6 @@ class DatabaseUnavailableError(BudstikkeError):
     """The database could not be reached or answered with a connection-level error."""
 
 
-class LimitExceededError(BudstikkeError):
-    """A rate limit is exhausted; the request may be repeated after `retry_after_s` seconds."""
-
-    def __init__(self, limit: str, retry_after_s: int) -> None:
-        super().__init__(f"{limit} limit exhausted; retry after {retry_after_s} s")
-        self.limit = limit
-        self.retry_after_s = retry_after_s
-
-
 class HandOffError(BudstikkeError):
     """A provider did not accept a message.
 

@@ -49,7 +49,10 @@ REJECTION_REASONS = (
     "unavailable",  # 503: the database did not respond
 )
 # The limits that rate limiting will name; any other name is counted as "other".
-RATE_LIMITS = ("creator", "recipient", "other")
+RATE_LIMITS = (
+    *("creator", "recipient", "other"),
+    *("otp_recipient", "otp_failed_checks", "otp_cooldown"),
+)
 # Reasons for a failed webhook call; any other reason is counted as "other".
 WEBHOOK_FAILURE_REASONS = ("timeout", "connection", "http_status", "invalid_response", "other")
 

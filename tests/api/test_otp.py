@@ -440,6 +440,9 @@ async def test_resend_cooldown_and_limit(app: RunningApp, clock: FrozenClock) ->
 
     assert early.status_code == 429
     assert early.json()["code"] == "BSK-00001"
+    assert early.json()["detail"] == (
+        "A new code can be sent 30 s after the last one. Retry after 30 s."
+    )
     assert early.headers["retry-after"] == "30"
     assert still_early.headers["retry-after"] == "1"
     assert [a.status_code for a in answers] == [200, 200, 200]
@@ -648,3 +651,23 @@ async def test_failed_resend_keeps_the_previous_code(
     assert failed.status_code == 503
     assert shown["resendsLeft"] == 3
     assert (await check(app, verification_id, code)).json()["status"] == "approved"
+
+
+async def test_otp_limits_are_counted_with_the_order_limits(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    limited = settings.model_copy(update={"otp_recipient_limit_per_hour": 1})
+    async with otp_app(limited, clock) as app:
+        verification_id, _code = await new_verification(app, idempotency_id="count-1")
+        await resend(app, verification_id)
+        second = await create(app, idempotency_id="count-2")
+        metrics = (await app.client.get("/metrics")).text
+
+    assert second.status_code == 429
+    assert second.json()["detail"] == (
+        "This recipient got 1 verifications from this creator in the last hour, "
+        "the most allowed. Retry after 3600 s."
+    )
+    assert 'budstikke_rate_limit_rejections_total{limit="otp_cooldown"} 1.0' in metrics
+    assert 'budstikke_rate_limit_rejections_total{limit="otp_recipient"} 1.0' in metrics
+    assert 'budstikke_rate_limit_rejections_total{limit="otp_failed_checks"} 0.0' in metrics

@@ -28,7 +28,7 @@ from budstikke.dispatch.otp import (
     VerificationState,
 )
 from budstikke.domain.otp_requests import parse_check_request, parse_otp_request
-from budstikke.errors import LimitExceededError
+from budstikke.domain.rate_limits import OTP_LIMITS, RateLimitExceededError
 from budstikke.store.feed import format_time
 
 PREFIX = "/notifications/api/v1/future/otp"
@@ -72,6 +72,14 @@ def verification_not_found() -> ProblemResponse:
     )
 
 
+def refuse_over_limit(services: Services, error: RateLimitExceededError) -> ProblemResponse:
+    # The OTP limits are counted here, in the same metric as the order limits;
+    # an order limit met while sending the code was counted where it was met.
+    if error.limit in OTP_LIMITS:
+        services.instant_orders.metrics.record_rate_limit_rejection(error.limit)
+    return rate_limited(error.detail, error.retry_after_s)
+
+
 def parse_id(verification_id: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(verification_id)
@@ -105,8 +113,8 @@ async def create_verification(request: Request) -> Response:
     otp_request = parse_otp_request(body, max_segments=services.settings.sms_max_segments)
     try:
         state, created = await verifications_of(services).create(principal.creator, otp_request)
-    except LimitExceededError as error:
-        return rate_limited(str(error), error.retry_after_s)
+    except RateLimitExceededError as error:
+        return refuse_over_limit(services, error)
     verification = state.verification
     receipt = {
         "verificationId": str(verification.id),
@@ -143,8 +151,8 @@ async def check_code(verification_id: str, request: Request) -> Response:
         return verification_not_found()
     try:
         result = await verifications_of(services).check(principal.creator, parsed, code)
-    except LimitExceededError as error:
-        return rate_limited(str(error), error.retry_after_s)
+    except RateLimitExceededError as error:
+        return refuse_over_limit(services, error)
     if result is None:
         return verification_not_found()
     return JSONResponse(
@@ -174,8 +182,8 @@ async def resend_code(verification_id: str, request: Request) -> Response:
         return verification_not_found()
     try:
         state = await verifications_of(services).resend(principal.creator, parsed)
-    except LimitExceededError as error:
-        return rate_limited(str(error), error.retry_after_s)
+    except RateLimitExceededError as error:
+        return refuse_over_limit(services, error)
     except ResendRejectedError as error:
         return problem(409, "No new code can be sent", str(error), code=RESEND_CODES[error.reason])
     if state is None:

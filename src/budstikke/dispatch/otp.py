@@ -36,9 +36,10 @@ from budstikke.domain.otp import (
     whole_minutes,
 )
 from budstikke.domain.otp_requests import OtpRequest
+from budstikke.domain.rate_limits import OTP_COOLDOWN_LIMIT, RateLimitExceededError
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.statuses import Channel
-from budstikke.errors import BudstikkeError, LimitExceededError
+from budstikke.errors import BudstikkeError
 from budstikke.otp_key import load_otp_key
 from budstikke.store.database import Database
 from budstikke.store.otp import NewVerification, OtpStore, Verification, order_key
@@ -140,7 +141,7 @@ class OtpVerifications:
         """Create a verification and send its first code; returns its state and whether it is new.
 
         The same creator and idempotency id give the stored verification back
-        and send nothing. Raises LimitExceededError past the per-recipient
+        and send nothing. Raises RateLimitExceededError past the per-recipient
         limit, and whatever placing the instant order raises (a creator limit,
         an unavailable database), in which case no verification is kept.
         """
@@ -188,7 +189,7 @@ class OtpVerifications:
     async def check(self, creator: str, verification_id: UUID, code: str) -> CheckResult | None:
         """Check a code exactly as sent; returns None for an unknown verification.
 
-        Raises LimitExceededError past the creator's limit of wrong codes.
+        Raises RateLimitExceededError past the creator's limit of wrong codes.
         """
         now = self.clock()
         outcome = await self.store.check(
@@ -212,7 +213,7 @@ class OtpVerifications:
     async def resend(self, creator: str, verification_id: UUID) -> VerificationState | None:
         """Send a new code that replaces the current one; returns None for an unknown verification.
 
-        Raises LimitExceededError during the cooldown and ResendRejectedError
+        Raises RateLimitExceededError during the cooldown and ResendRejectedError
         when no new code may be sent. When placing the order fails, the
         previous code is made valid again and the error is raised.
         """
@@ -248,7 +249,7 @@ class OtpVerifications:
                 },
             )
             return state_of(replace_shipment(current, receipt), now)
-        raise LimitExceededError("OTP resend cooldown", RESEND_COOLDOWN_S)
+        raise cooldown_error(RESEND_COOLDOWN_S)
 
     async def get(self, creator: str, verification_id: UUID) -> VerificationState | None:
         verification = await self.store.get(creator, verification_id)
@@ -310,9 +311,7 @@ def check_resend_allowed(verification: Verification, now: datetime) -> None:
         )
     ready_at = verification.last_sent_at + timedelta(seconds=RESEND_COOLDOWN_S)
     if now < ready_at:
-        raise LimitExceededError(
-            "OTP resend cooldown", max(1, math.ceil((ready_at - now).total_seconds()))
-        )
+        raise cooldown_error(max(1, math.ceil((ready_at - now).total_seconds())))
     remaining_s = (verification.expires_at - now).total_seconds()
     if remaining_s < MIN_TTL_S:
         raise ResendRejectedError(
@@ -320,6 +319,14 @@ def check_resend_allowed(verification: Verification, now: datetime) -> None:
             f"The verification expires in {math.ceil(remaining_s)} s, too soon for a new code "
             f"(at least {MIN_TTL_S} s are needed). Create a new verification.",
         )
+
+
+def cooldown_error(wait_s: int) -> RateLimitExceededError:
+    return RateLimitExceededError(
+        OTP_COOLDOWN_LIMIT,
+        wait_s,
+        f"A new code can be sent {RESEND_COOLDOWN_S} s after the last one. Retry after {wait_s} s.",
+    )
 
 
 def log_check(

@@ -14,6 +14,10 @@ RECIPIENT_WINDOW_DAY = timedelta(days=1)
 # Named in metrics and logs.
 CREATOR_LIMIT = "creator"
 RECIPIENT_LIMIT = "recipient"
+OTP_RECIPIENT_LIMIT = "otp_recipient"
+OTP_FAILED_CHECKS_LIMIT = "otp_failed_checks"
+OTP_COOLDOWN_LIMIT = "otp_cooldown"
+OTP_LIMITS = frozenset((OTP_RECIPIENT_LIMIT, OTP_FAILED_CHECKS_LIMIT, OTP_COOLDOWN_LIMIT))
 
 
 class RateLimitExceededError(BudstikkeError):

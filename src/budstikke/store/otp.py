@@ -28,8 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from budstikke.domain.otp import LIMIT_WINDOW_S, MAX_ATTEMPTS, OtpStatus, digests_match
+from budstikke.domain.rate_limits import (
+    OTP_FAILED_CHECKS_LIMIT,
+    OTP_RECIPIENT_LIMIT,
+    RateLimitExceededError,
+)
 from budstikke.domain.statuses import Channel
-from budstikke.errors import LimitExceededError
 from budstikke.store.database import Database
 from budstikke.store.notifications import NEW_STATUSES, SENDING_STATUSES
 from budstikke.store.tables import notifications, orders, otp_failed_checks, otp_verifications
@@ -210,7 +214,7 @@ class OtpStore:
         """Store a new verification, or return the one stored under the same creator and key.
 
         Returns the verification and whether it is new. Raises
-        LimitExceededError when this creator made `recipient_limit`
+        RateLimitExceededError when this creator made `recipient_limit`
         verifications for the recipient in the last hour.
         """
         key = recipient_key(new.channel, new.recipient)
@@ -236,7 +240,12 @@ class OtpStore:
                     now=now,
                 )
                 if wait_s is not None:
-                    raise LimitExceededError("per-recipient OTP", wait_s)
+                    raise RateLimitExceededError(
+                        OTP_RECIPIENT_LIMIT,
+                        wait_s,
+                        f"This recipient got {recipient_limit} verifications from this creator "
+                        f"in the last hour, the most allowed. Retry after {wait_s} s.",
+                    )
                 await connection.execute(
                     insert(otp_verifications).values(
                         id=new.id,
@@ -299,7 +308,7 @@ class OtpStore:
 
         Returns None for a missing or another creator's verification. A
         verification that is not pending (or expired) is returned unchanged
-        and no attempt is counted. Raises LimitExceededError, before the
+        and no attempt is counted. Raises RateLimitExceededError, before the
         attempt is counted, when the creator had `failed_check_limit` wrong
         codes in the last hour.
         """
@@ -330,7 +339,12 @@ class OtpStore:
                     now=now,
                 )
                 if wait_s is not None:
-                    raise LimitExceededError("failed OTP check", wait_s)
+                    raise RateLimitExceededError(
+                        OTP_FAILED_CHECKS_LIMIT,
+                        wait_s,
+                        f"This creator's verifications had {failed_check_limit} wrong codes in "
+                        f"the last hour, the most allowed. Retry after {wait_s} s.",
+                    )
                 matched = digests_match(row.code_digest, submitted_digest)
                 counted = await self._count_attempt(
                     connection, verification_id, row.code_serial, matched=matched, now=now
