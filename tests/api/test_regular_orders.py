@@ -121,6 +121,33 @@ async def test_key_of_instant_order_replays(running_app: RunningApp) -> None:
         ),
         (regular_order(requestedSendTime="tomorrow"), "requestedSendTime", "RFC 3339"),
         (
+            regular_order(requestedSendTime="9999-12-31T23:59:59+00:00"),
+            "requestedSendTime",
+            "at most 365 days ahead",
+        ),
+        (
+            regular_order(requestedSendTime="9999-12-31T23:59:59-14:00"),
+            "requestedSendTime",
+            "at most 365 days ahead",
+        ),
+        (
+            regular_order(
+                requestedSendTime="9999-12-01T00:00:00+00:00",
+                reminders=[{"delayDays": 365, "recipient": sms_recipient()}],
+            ),
+            "requestedSendTime",
+            "at most 365 days ahead",
+        ),
+        (
+            regular_order(
+                reminders=[
+                    {"requestedSendTime": "9999-12-31T23:59:59-14:00", "recipient": sms_recipient()}
+                ]
+            ),
+            "reminders[0].requestedSendTime",
+            "at most 365 days ahead",
+        ),
+        (
             regular_order(conditionEndpoint="ftp://example.com/x"),
             "conditionEndpoint",
             "http",
@@ -245,3 +272,21 @@ async def test_feed_lists_completed_regular_order(running_app: RunningApp) -> No
     entries = [entry for entry in feed.json() if entry["shipmentId"] == shipment_id]
     assert len(entries) == 1
     assert entries[0]["shipmentType"] == "Notification"
+
+
+async def test_latest_send_times_are_stored(running_app: RunningApp) -> None:
+    # The main message just inside the 365-day horizon, and a reminder 365 days after it.
+    send_time = datetime.now(UTC) + timedelta(days=364, hours=23)
+    body = regular_order(
+        requestedSendTime=send_time.isoformat(),
+        reminders=[{"delayDays": 365, "recipient": sms_recipient()}],
+    )
+
+    placed = await place(running_app, body)
+    main = await shipment(running_app, placed["notification"]["shipmentId"])
+    reminder_id = placed["notification"]["reminders"][0]["shipmentId"]
+    reminder = await shipment(running_app, reminder_id)
+
+    assert main["status"] == "Order_Registered"
+    assert reminder["status"] == "Order_Registered"
+    assert running_app.outbox_lines("sms") == []

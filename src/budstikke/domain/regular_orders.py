@@ -41,6 +41,11 @@ from budstikke.domain.webhook_requests import read_callback_url
 # A send time this far in the past still counts as "now": the client's clock
 # and the request's travel time may put "now" slightly behind ours.
 SEND_TIME_GRACE_S = 60
+# The latest requestedSendTime accepted, in days from now. A reminder's
+# delayDays counts from the order's send time, so a reminder can be due up
+# to MAX_SEND_AHEAD_DAYS + MAX_DELAY_DAYS days ahead. The bound also keeps
+# every stored time far from datetime's year 9999 limit.
+MAX_SEND_AHEAD_DAYS = 365
 MAX_REMINDERS = 20
 MAX_DELAY_DAYS = 365
 MAX_URL_LENGTH = 2000
@@ -139,11 +144,21 @@ def read_send_time(
             f"requestedSendTime must include a time-zone offset, {example}; got {describe(value)}.",
         )
         return None
+    # Aware datetimes compare by their UTC instant without building a UTC
+    # copy, so a time near year 9999 with a negative offset cannot overflow here.
     if moment < now - timedelta(seconds=SEND_TIME_GRACE_S):
         errors.add(
             path,
             f"requestedSendTime must not be in the past; got {describe(value)}, "
             f"and it is now {now.astimezone(UTC).isoformat(timespec='seconds')}.",
+        )
+        return None
+    latest = now + timedelta(days=MAX_SEND_AHEAD_DAYS)
+    if moment > latest:
+        errors.add(
+            path,
+            f"requestedSendTime must be at most {MAX_SEND_AHEAD_DAYS} days ahead, no later "
+            f"than {latest.astimezone(UTC).isoformat(timespec='seconds')}; got {describe(value)}.",
         )
         return None
     return max(moment.astimezone(UTC), now.astimezone(UTC))
