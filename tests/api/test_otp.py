@@ -671,3 +671,22 @@ async def test_otp_limits_are_counted_with_the_order_limits(
     assert 'budstikke_rate_limit_rejections_total{limit="otp_cooldown"} 1.0' in metrics
     assert 'budstikke_rate_limit_rejections_total{limit="otp_recipient"} 1.0' in metrics
     assert 'budstikke_rate_limit_rejections_total{limit="otp_failed_checks"} 0.0' in metrics
+
+
+@pytest.mark.parametrize("recipient", [{}, {"phone": None, "email": "ola@example.com"}])
+async def test_template_with_identity_number_names_the_template(
+    app: RunningApp, recipient: dict[str, object]
+) -> None:
+    response = await create(
+        app, idempotency_id="guarded", template="Code {code} for 01019012480.", **recipient
+    )
+    replay = await create(app, idempotency_id="guarded", template="Code {code}.", **recipient)
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert list(errors) == ["template"]
+    [message] = errors["template"]
+    assert message.startswith("template contains what looks like a Norwegian national identity")
+    assert "01019012480" not in response.text
+    # Nothing was kept: the same idempotency id later creates a verification.
+    assert replay.status_code == 201
