@@ -108,9 +108,14 @@ class Settings(BaseSettings):
     )
     allow_private_condition_endpoints: bool = Field(
         default=False,
-        description="Let regular orders' condition endpoints be loopback, private, link-local or "
-        "other non-public addresses (tests, internal services); off, such endpoints are refused "
-        "so that the service cannot be used to probe internal networks.",
+        description="Let regular orders' condition endpoints be any address, loopback, private, "
+        "link-local and cloud metadata included (tests only); off, the address policy of "
+        "webhooks applies, with BUDSTIKKE_CONDITION_ALLOWED_NETWORKS as its exceptions.",
+    )
+    condition_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated CIDR networks that condition endpoints may reach although "
+        "they are loopback, private, link-local or otherwise not public, e.g. 10.20.0.0/16.",
     )
     otp_key: str = Field(
         default="",
@@ -231,7 +236,7 @@ class Settings(BaseSettings):
         "request.",
     )
 
-    @field_validator("webhook_allowed_networks")
+    @field_validator("webhook_allowed_networks", "condition_allowed_networks")
     @classmethod
     def _check_networks(cls, value: str) -> str:
         parse_networks(value)

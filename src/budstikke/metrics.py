@@ -54,7 +54,14 @@ RATE_LIMITS = (
     *("otp_recipient", "otp_failed_checks", "otp_cooldown"),
 )
 # Reasons for a failed webhook call; any other reason is counted as "other".
-WEBHOOK_FAILURE_REASONS = ("timeout", "connection", "http_status", "invalid_response", "other")
+WEBHOOK_FAILURE_REASONS = (
+    "timeout",
+    "connection",
+    "http_status",
+    "invalid_response",
+    "refused",
+    "other",
+)
 
 HAND_OFF_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TIME_TO_HAND_OFF_BUCKETS_S = (

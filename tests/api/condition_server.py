@@ -14,6 +14,7 @@ class ConditionServer:
     status: int = 200
     body: bytes = b'{"sendNotification": true}'
     paths: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
 
     def url(self, path: str = "/condition") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -30,8 +31,10 @@ async def condition_server() -> AsyncIterator[ConditionServer]:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request_line = await reader.readline()
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _colon, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "host":
+                    state.hosts.append(value.strip())
             state.paths.append(request_line.decode().split(" ")[1])
             head = (
                 f"HTTP/1.1 {state.status} X\r\nContent-Type: application/json\r\n"

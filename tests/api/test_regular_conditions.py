@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from budstikke.config import Settings
+from budstikke.dispatch.conditions import ConditionChecker
+from budstikke.domain.webhook_urls import AddressPolicy
 from budstikke.store.tables import regular_orders
 from tests.api.condition_server import closed_port, condition_server
 from tests.api.regular import advance, place, regular_order, shipment
@@ -17,7 +19,7 @@ from tests.conftest import FakeClock, RunningApp, run_app, wait_for
 
 def allowing_loopback(settings: Settings) -> Settings:
     return settings.model_copy(
-        update={"allow_private_condition_endpoints": True, "worker_poll_interval_s": 0.05}
+        update={"condition_allowed_networks": "127.0.0.1/32", "worker_poll_interval_s": 0.05}
     )
 
 
@@ -108,3 +110,41 @@ async def test_no_answer_is_retried_then_sent(
         assert sent_anyway[0].order_id == placed["notificationOrderId"]  # type: ignore[attr-defined]
         retries = [r for r in caplog.records if getattr(r, "event", "") == "condition_retry"]
         assert len(retries) == 2
+
+
+async def test_rejected_endpoint_is_sent_at_once(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="budstikke.dispatch.regular")
+    clock = FakeClock(datetime.now(UTC))
+    async with (
+        condition_server() as server,
+        run_app(allowing_loopback(settings), clock=clock) as app,
+    ):
+        send_time = clock.now + timedelta(minutes=5)
+        placed = await place(
+            app,
+            regular_order(conditionEndpoint=server.url(), requestedSendTime=send_time.isoformat()),
+        )
+        # The endpoint passed registration. By its send time the address
+        # policy no longer allows loopback, as after an operator's change.
+        processor = app.app.state.services.regular_processor
+        await processor.checker.aclose()
+        processor.checker = ConditionChecker(AddressPolicy(), timeout_s=2.0)
+        advance(app, clock, 300)
+        shown = await wait_status(app, placed["notification"]["shipmentId"], "Order_Completed")
+        row = await condition_row(app)
+
+    assert shown["recipients"][0]["status"] == "SMS_Delivered"  # type: ignore[index]
+    assert server.paths == []
+    assert row.condition_attempts == 0  # type: ignore[attr-defined]
+    note = row.condition_note  # type: ignore[attr-defined]
+    assert note.startswith("sent without asking the condition endpoint: 127.0.0.1 resolves to")
+    assert "a loopback address" in note
+    rejected = [
+        r for r in caplog.records if getattr(r, "event", "") == "condition_endpoint_rejected"
+    ]
+    assert len(rejected) == 1
+    assert rejected[0].order_id == placed["notificationOrderId"]  # type: ignore[attr-defined]
+    retries = [r for r in caplog.records if getattr(r, "event", "") == "condition_retry"]
+    assert retries == []

@@ -155,7 +155,45 @@ async def test_key_of_instant_order_replays(running_app: RunningApp) -> None:
         (
             regular_order(conditionEndpoint="http://127.0.0.1:9/x"),
             "conditionEndpoint",
-            "BUDSTIKKE_ALLOW_PRIVATE_CONDITION_ENDPOINTS",
+            "BUDSTIKKE_CONDITION_ALLOWED_NETWORKS",
+        ),
+        (
+            regular_order(conditionEndpoint="http://localhost:9/x"),
+            "conditionEndpoint",
+            "a loopback address",
+        ),
+        (
+            regular_order(conditionEndpoint="http://[64:ff9b::a00:1]/x"),
+            "conditionEndpoint",
+            "embedded 10.0.0.1",
+        ),
+        (
+            regular_order(conditionEndpoint="https://[2002:a00:1::1]/x"),
+            "conditionEndpoint",
+            "embedded 10.0.0.1",
+        ),
+        (
+            regular_order(conditionEndpoint="http://[::ffff:169.254.169.254]/x"),
+            "conditionEndpoint",
+            "a cloud metadata address",
+        ),
+        (
+            regular_order(conditionEndpoint="http://168.63.129.16/x"),
+            "conditionEndpoint",
+            "a cloud metadata address",
+        ),
+        (
+            regular_order(
+                reminders=[
+                    {
+                        "delayDays": 1,
+                        "conditionEndpoint": "http://[64:ff9b::a9fe:a9fe]/x",
+                        "recipient": sms_recipient(),
+                    }
+                ]
+            ),
+            "reminders[0].conditionEndpoint",
+            "a cloud metadata address",
         ),
         (
             regular_order(sms_recipient(policy="Nighttime")),

@@ -290,20 +290,29 @@ async def test_previous_secret_expires(settings: Settings, receiver: Receiver) -
         assert not verify_signature(request, old_secret)
 
 
-async def test_loopback_name_refused_when_not_allowed(
-    settings: Settings, receiver: Receiver
-) -> None:
+async def test_rejected_address_fails_event_at_once(settings: Settings, receiver: Receiver) -> None:
     configured = webhook_settings(settings, webhook_allowed_networks="10.99.0.0/16")
     async with run_app(configured) as app:
         endpoint_id, _secret = await register(app, receiver.url(host="localhost"))
-        await place_sms(app)
-        await wait_for_pending_attempt(app, endpoint_id, 1)
-        pending = await deliveries(app, endpoint_id, "pending")
+        shipment_id = await place_sms(app)
 
-    errors = [item["lastError"] for item in pending if item["lastError"]]
-    assert len(errors) == 1
-    assert "localhost resolves to" in errors[0]
-    assert "a loopback address" in errors[0]
+        async def all_failed() -> bool:
+            return len(await deliveries(app, endpoint_id, "failed")) == len(SMS_STATUSES)
+
+        await wait_for(all_failed)
+        failed = await deliveries(app, endpoint_id, "failed")
+        pending = await deliveries(app, endpoint_id, "pending")
+        rejections = failure_count(app, "refused")
+
+    # Each event failed on its first attempt: a rejected address is not retried.
+    assert pending == []
+    assert [item["shipmentId"] for item in failed] == [shipment_id] * len(SMS_STATUSES)
+    assert [item["attempts"] for item in failed] == [1] * len(SMS_STATUSES)
+    assert all(item["failedAt"] for item in failed)
+    assert all("localhost resolves to" in item["lastError"] for item in failed)
+    assert all("a loopback address" in item["lastError"] for item in failed)
+    assert all("BUDSTIKKE_WEBHOOK_ALLOWED_NETWORKS" in item["lastError"] for item in failed)
+    assert rejections == len(SMS_STATUSES)
     assert receiver.connections == 0
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from budstikke.api.body import read_json_body
 from budstikke.api.schemas import CALLBACK_URL, ORDER_RESPONSES, json_body, json_response
 from budstikke.api.services import services_of
+from budstikke.dispatch.conditions import condition_address_policy
 from budstikke.dispatch.regular import RegularOrders
 from budstikke.domain.regular_orders import parse_regular_order
 from budstikke.store.regular_orders import RegularOrderReceipt, ShipmentReference
@@ -131,7 +132,7 @@ async def create_regular_order(request: Request) -> Response:
         body,
         now=regular_orders.clock(),
         max_segments=services.settings.sms_max_segments,
-        allow_private_endpoints=services.settings.allow_private_condition_endpoints,
+        address_policy=condition_address_policy(services.settings),
     )
     receipt = await regular_orders.place(principal.creator, order)
     return regular_order_response(receipt)

@@ -5,12 +5,13 @@ most 4 KB of its response read. A 2xx response decides when its body is
 Altinn's `{"sendNotification": true|false}`, a bare JSON `true`/`false`, or
 the text `true`/`false`. Any other response, and any failure, decides nothing.
 
-The service must not become a way to reach internal networks, so every
-address the endpoint's host resolves to is checked at connect time: unless
-the operator allows it, loopback, private, link-local and other non-public
-addresses are refused. Checking where the connection is made, not before,
-keeps a DNS answer that changes between check and connect from slipping
-through. Proxies from the environment are ignored for the same reason.
+The service must not become a way to reach internal networks, so the
+requests go through the same address guard as webhooks (`address_guard`):
+every address the endpoint's host resolves to is checked against the
+address policy at connect time, and the connection goes to a checked
+address. For an endpoint that the policy rejects, `ask` returns a
+ConditionAnswer with `rejected` set, because asking again would be
+rejected the same way.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import socket
 import ssl
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -28,120 +27,94 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from budstikke import __version__
+from budstikke.config import Settings
+from budstikke.dispatch.address_guard import (
+    AddressRejectedError,
+    Resolver,
+    guarded_pool,
+    host_header,
+    read_some,
+    resolve_host,
+)
+from budstikke.domain.webhook_urls import DEFAULT_PORTS, AddressPolicy, parse_networks
+
 CONDITION_TIMEOUT_S: Final = 5.0
 MAX_ANSWER_BYTES: Final = 4096
+# Open connections to condition endpoints per worker process.
+MAX_CONNECTIONS: Final = 64
+ALLOW_SETTING: Final = "BUDSTIKKE_CONDITION_ALLOWED_NETWORKS"
+USER_AGENT: Final = f"budstikke/{__version__}"
+EVERY_NETWORK: Final = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 
 
 @dataclass(frozen=True, slots=True)
 class ConditionAnswer:
-    """The decision: `send` is True or False when the response was clear, else None."""
+    """The decision: `send` is True or False when the response was clear, else None.
+
+    `rejected` is True when the endpoint was not asked because the address
+    policy or the URL's syntax rules it out, so that asking again cannot help.
+    """
 
     send: bool | None
     reason: str
+    rejected: bool = False
 
 
-class NonPublicAddressError(httpcore.ConnectError):
-    """The endpoint's host resolved only to addresses that condition endpoints may not use."""
-
-
-def is_allowed_address(address: str, *, allow_private: bool) -> bool:
-    return allow_private or ipaddress.ip_address(address.split("%", 1)[0]).is_global
-
-
-class AddressCheckingBackend(httpcore.AsyncNetworkBackend):
-    """A network backend that connects only to addresses the operator allows."""
-
-    def __init__(self, *, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except OSError as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        allowed = [a for a in addresses if is_allowed_address(a, allow_private=self.allow_private)]
-        if not allowed:
-            raise NonPublicAddressError(
-                f"{host} resolves only to non-public addresses ({', '.join(addresses)}), which "
-                "condition endpoints may not use unless "
-                "BUDSTIKKE_ALLOW_PRIVATE_CONDITION_ENDPOINTS is set"
-            )
-        last_error: Exception | None = None
-        for address in allowed:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                last_error = error
-        assert last_error is not None
-        raise last_error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("condition endpoints are never Unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class AddressCheckingTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, *, allow_private: bool) -> None:
-        super().__init__(trust_env=False)
-        # NOTE: httpx 0.29 takes no network backend, so the connection pool it
-        # built is replaced by one with the checking backend; a newer httpx
-        # may rename `_pool`.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(),
-            max_connections=32,
-            network_backend=AddressCheckingBackend(allow_private=allow_private),
-        )
+def condition_address_policy(settings: Settings) -> AddressPolicy:
+    """Return the address policy of condition endpoints from the settings."""
+    if settings.allow_private_condition_endpoints:
+        return AddressPolicy(EVERY_NETWORK)
+    return AddressPolicy(parse_networks(settings.condition_allowed_networks))
 
 
 class ConditionChecker:
-    """Asks condition endpoints over one shared HTTP client."""
+    """Asks condition endpoints over one guarded connection pool; closed with `aclose`."""
 
-    def __init__(self, *, allow_private: bool, timeout_s: float = CONDITION_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        timeout_s: float = CONDITION_TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
+        resolver: Resolver = resolve_host,
+    ) -> None:
         self.timeout_s = timeout_s
-        self._client = httpx.AsyncClient(
-            transport=AddressCheckingTransport(allow_private=allow_private),
-            follow_redirects=False,
-            timeout=timeout_s,
-            headers={"Accept": "application/json", "User-Agent": "budstikke"},
+        self._pool = guarded_pool(
+            policy,
+            allow_setting=ALLOW_SETTING,
+            max_connections=MAX_CONNECTIONS,
+            ssl_context=ssl_context or ssl.create_default_context(),
+            resolver=resolver,
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
     async def ask(self, url: str) -> ConditionAnswer:
         """Ask one endpoint; never raises for anything the endpoint or the network does."""
         try:
+            request = build_request(url, self.timeout_s)
+        except ValueError as error:
+            return ConditionAnswer(None, f"the URL cannot be requested: {error}", rejected=True)
+        try:
             async with asyncio.timeout(self.timeout_s):
-                status, body = await self._fetch(url)
-        except TimeoutError:
+                status, body = await self._fetch(request)
+        except AddressRejectedError as error:
+            return ConditionAnswer(None, str(error), rejected=True)
+        except (TimeoutError, httpcore.TimeoutException):
             return ConditionAnswer(None, f"no response within {self.timeout_s:g} s")
-        except httpx.HTTPError as error:
-            # A refused address arrives here too, as httpx.ConnectError.
+        except (
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            httpcore.UnsupportedProtocol,
+            OSError,
+        ) as error:
             return ConditionAnswer(None, f"request failed: {type(error).__name__}: {error}"[:300])
         if not 200 <= status < 300:
             kind = "a redirect, which is not followed" if 300 <= status < 400 else "not 2xx"
             return ConditionAnswer(None, f"HTTP {status} ({kind})")
-        if body is None:
+        if len(body) > MAX_ANSWER_BYTES:
             return ConditionAnswer(None, f"the response is longer than {MAX_ANSWER_BYTES} bytes")
         send = parse_condition_body(body)
         if send is None:
@@ -150,14 +123,43 @@ class ConditionChecker:
             )
         return ConditionAnswer(send, f"HTTP {status}, {'true' if send else 'false'}")
 
-    async def _fetch(self, url: str) -> tuple[int, bytes | None]:
-        async with self._client.stream("GET", url) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    return response.status_code, None
-            return response.status_code, bytes(body)
+    async def _fetch(self, request: httpcore.Request) -> tuple[int, bytes]:
+        response = await self._pool.handle_async_request(request)
+        try:
+            body = await read_some(response, MAX_ANSWER_BYTES)
+        finally:
+            await response.aclose()
+        return response.status, body
+
+
+def build_request(url: str, timeout_s: float) -> httpcore.Request:
+    """Build the GET of a condition endpoint; raises ValueError when the URL cannot be requested.
+
+    httpx's URL parser encodes an international domain name in punycode and
+    percent-encodes the path, as a browser would, and drops any user name,
+    password or fragment.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ValueError(str(error)) from None
+    scheme = parsed.scheme
+    host = parsed.raw_host.decode("ascii")
+    if scheme not in DEFAULT_PORTS or not host:
+        raise ValueError("only absolute http:// and https:// URLs are requested")
+    port = parsed.port or DEFAULT_PORTS[scheme]
+    if not 1 <= port <= 65535:
+        raise ValueError(f"the port must be a number from 1 to 65535; got {port}")
+    return httpcore.Request(
+        "GET",
+        httpcore.URL(scheme=scheme, host=host, port=port, target=parsed.raw_path),
+        headers=[
+            ("Host", host_header(host, port, scheme)),
+            ("Accept", "application/json"),
+            ("User-Agent", USER_AGENT),
+        ],
+        extensions={"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)},
+    )
 
 
 def parse_condition_body(body: bytes) -> bool | None:

@@ -5,7 +5,9 @@ condition endpoints, and stores a notification at regular priority for each
 order that may be sent. An endpoint that gives no clear answer is asked
 again with backoff (5 s doubling up to 2 min) for up to 10 minutes after
 its first attempt; then the order is sent anyway, and the reason is
-stored on the order (`regular_orders.condition_note`) and logged.
+stored on the order (`regular_orders.condition_note`) and logged. An
+endpoint that the address policy rejects is not asked again: the order is
+sent at once, with the reason stored and logged the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.config import Settings
-from budstikke.dispatch.conditions import ConditionAnswer, ConditionChecker, endpoint_host
+from budstikke.dispatch.conditions import (
+    ConditionAnswer,
+    ConditionChecker,
+    condition_address_policy,
+    endpoint_host,
+)
 from budstikke.dispatch.dispatcher import make_worker_id, utc_now
 from budstikke.domain.creator_limits import DEFAULT_LIMITS, check_regular_order
 from budstikke.domain.rate_limits import RateLimitExceededError
@@ -321,6 +328,14 @@ class RegularOrderProcessor:
                     extra={"event": "condition_not_met", **context},
                 )
             return False, None
+        if answer.rejected:
+            # Asking again would be rejected the same way. The order is sent
+            # now, as it would be after 10 minutes without an answer.
+            logger.warning(
+                "condition endpoint rejected by the address policy; sending without asking",
+                extra={"event": "condition_endpoint_rejected", **context},
+            )
+            return True, f"sent without asking the condition endpoint: {answer.reason}"[:500]
         attempts = order.condition_attempts + 1
         first_attempt_at = order.condition_first_attempt_at or now
         retry_at = condition_retry_at(first_attempt_at, attempts, now)
@@ -358,7 +373,7 @@ def build_regular_processor(
 ) -> RegularOrderProcessor:
     return RegularOrderProcessor(
         RegularOrderStore(database),
-        ConditionChecker(allow_private=settings.allow_private_condition_endpoints),
+        ConditionChecker(condition_address_policy(settings)),
         lease_s=settings.lease_s,
         poll_interval_s=settings.worker_poll_interval_s,
         clock=clock,

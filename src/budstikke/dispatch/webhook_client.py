@@ -1,43 +1,36 @@
 """The HTTP client of webhooks: one POST, guarded against server-side request forgery.
 
-The guard sits in the connection itself: the network backend resolves the
-host, refuses the connection when any resolved address breaks the address
-policy, and connects to a checked address. The request keeps the original
-host name, so the Host header and the TLS server name (SNI and certificate
-check) are the name's, and a DNS answer that changes between the check and
-the connection (DNS rebinding) cannot redirect it. httpcore is used without
-httpx on purpose: it follows no redirects and reads no proxy settings from
-the environment, either of which would bypass the check.
+Every connection goes through the address guard of `address_guard`, which
+resolves the host, rejects addresses the policy does not allow, and
+connects to a checked address while the Host header and the TLS server
+name stay the URL's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import httpcore
 
 from budstikke import __version__
-from budstikke.domain.webhook_urls import (
-    DEFAULT_PORTS,
-    AddressPolicy,
-    InvalidWebhookUrlError,
-    IPAddress,
-    parse_webhook_url,
+from budstikke.dispatch.address_guard import (
+    AddressRejectedError,
+    Resolver,
+    guarded_pool,
+    host_header,
+    read_some,
+    resolve_host,
 )
+from budstikke.domain.webhook_urls import AddressPolicy, InvalidWebhookUrlError, parse_webhook_url
 from budstikke.errors import BudstikkeError
 
 # A response body is read up to this many bytes and never stored or logged.
 MAX_RESPONSE_BYTES = 4096
 USER_AGENT = f"budstikke-webhooks/{__version__}"
-
-Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+ALLOW_SETTING = "BUDSTIKKE_WEBHOOK_ALLOWED_NETWORKS"
 
 
 class WebhookCallError(BudstikkeError):
@@ -61,80 +54,6 @@ class WebhookResponse:
     retry_after_s: float | None
 
 
-async def resolve_host(host: str, port: int) -> list[IPAddress]:
-    """Resolve a host name with the system resolver; an IP literal is returned as is."""
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {error.strerror}") from None
-    addresses: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """A network backend that connects only to addresses the policy allows."""
-
-    def __init__(self, policy: AddressPolicy, resolver: Resolver) -> None:
-        self.policy = policy
-        self.resolver = resolver
-        self.inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self.resolver(host, port)
-        if not addresses:
-            raise httpcore.ConnectError(f"{host} resolved to no address")
-        # One refused address refuses the host: a name that points at both
-        # a public and an internal address is not a receiver to trust.
-        refused = self.policy.first_rejected(addresses)
-        if refused is not None:
-            address, reason = refused
-            raise TargetRefusedError(
-                f"{host} resolves to {address}, {reason}; the operator can allow it with "
-                "BUDSTIKKE_WEBHOOK_ALLOWED_NETWORKS"
-            )
-        last_error: Exception | None = None
-        for address in addresses:
-            try:
-                return await self.inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                last_error = error
-        assert last_error is not None
-        raise last_error
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise TargetRefusedError("webhooks do not connect to Unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
 class WebhookClient:
     """Posts signed webhook bodies; one client per worker process, closed with `aclose`."""
 
@@ -150,14 +69,12 @@ class WebhookClient:
     ) -> None:
         self.allow_http = allow_http
         self.timeout_s = timeout_s
-        self.pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
+        self.pool = guarded_pool(
+            policy,
+            allow_setting=ALLOW_SETTING,
             max_connections=max_connections,
-            keepalive_expiry=30.0,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=GuardedBackend(policy, resolver),
+            ssl_context=ssl_context,
+            resolver=resolver,
         )
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
@@ -191,6 +108,8 @@ class WebhookClient:
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self.pool.handle_async_request(request)
+        except AddressRejectedError as error:
+            raise TargetRefusedError(str(error)) from None
         except (TimeoutError, httpcore.TimeoutException):
             raise WebhookCallError(
                 f"timed out after {self.timeout_s:g} s", reason="timeout"
@@ -226,22 +145,6 @@ class WebhookClient:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
-
-
-async def read_some(response: httpcore.Response, limit: int) -> int:
-    """Read at most about `limit` bytes of the body and drop them; return how many were read."""
-    read = 0
-    async for chunk in response.aiter_stream():
-        read += len(chunk)
-        if read >= limit:
-            break
-    return read
-
-
-def host_header(host: str, port: int, scheme: str) -> str:
-    """Return the Host header for a URL: the name, bracketed for IPv6, and a non-default port."""
-    name = f"[{host}]" if ":" in host else host
-    return name if port == DEFAULT_PORTS[scheme] else f"{name}:{port}"
 
 
 def parse_retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:

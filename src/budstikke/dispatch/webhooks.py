@@ -1,7 +1,8 @@
 """The webhook delivery loop: runs in each worker process, beside the dispatcher's loop.
 
 It claims due deliveries from the outbox, signs and posts them, and stores
-the outcome. A 2xx deletes the delivery. Anything else schedules a retry
+the outcome. A 2xx deletes the delivery. A URL that the address policy
+rejects marks it failed at once. Anything else schedules a retry
 (exponential backoff with jitter, for up to 24 hours from the first attempt)
 or marks it failed. All state is in the database, so a restart resumes the
 retry schedule where it stood. Nothing here runs in an API request.
@@ -22,7 +23,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from budstikke.config import Settings
-from budstikke.dispatch.webhook_client import WebhookCallError, WebhookClient, WebhookResponse
+from budstikke.dispatch.webhook_client import (
+    TargetRefusedError,
+    WebhookCallError,
+    WebhookClient,
+    WebhookResponse,
+)
 from budstikke.domain.webhook_retry import next_attempt_at
 from budstikke.domain.webhook_signing import webhook_headers
 from budstikke.domain.webhook_urls import AddressPolicy, parse_networks
@@ -238,6 +244,13 @@ class WebhookDeliveryLoop:
         started = time.perf_counter()
         try:
             response = await self.client.post(claimed.url, body, headers)
+        except TargetRefusedError as error:
+            # The address policy or the URL's scheme rejects the target, and
+            # a retry would be rejected the same way, so the event fails now.
+            await self._record_failure(
+                claimed, str(error), None, context, reason=error.reason, give_up=True
+            )
+            return
         except WebhookCallError as error:
             await self._record_failure(claimed, str(error), None, context, reason=error.reason)
             return

@@ -37,6 +37,7 @@ from budstikke.domain.request_fields import (
     read_string,
 )
 from budstikke.domain.webhook_requests import read_callback_url
+from budstikke.domain.webhook_urls import AddressPolicy, IPAddress, literal_address
 
 # A send time this far in the past still counts as "now": the client's clock
 # and the request's travel time may put "now" slightly behind ours.
@@ -51,6 +52,7 @@ MAX_DELAY_DAYS = 365
 MAX_URL_LENGTH = 2000
 # Recipient kinds of Altinn's API that need a look-up in a national register.
 REGISTRY_RECIPIENTS = ("recipientPerson", "recipientOrganization", "recipientExternalIdentity")
+LOOPBACK_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 SENDING_TIME_POLICIES = {"anytime": "Anytime", "daytime": "Daytime", "1": "Anytime", "2": "Daytime"}
 
 
@@ -92,14 +94,14 @@ class RegularOrderRequest:
 
 
 def parse_regular_order(
-    body: Any, *, now: datetime, max_segments: int, allow_private_endpoints: bool
+    body: Any, *, now: datetime, max_segments: int, address_policy: AddressPolicy
 ) -> RegularOrderRequest:
     """Validate a regular order; raises RequestValidationError listing every invalid field."""
     errors = FieldErrors()
     source = require_object(body, errors)
     idempotency_id, senders_reference = read_order_header(source, errors)
     callback_url = read_callback_url(source, errors)
-    rules = ReadRules(now, max_segments, allow_private_endpoints)
+    rules = ReadRules(now, max_segments, address_policy)
     send_time = read_send_time(source, "", errors, now=now, required=False) or now
     endpoint = read_condition_endpoint(source, "", errors, rules)
     recipient = read_recipient(source, "", errors, rules)
@@ -114,7 +116,7 @@ def parse_regular_order(
 class ReadRules:
     now: datetime
     max_segments: int
-    allow_private_endpoints: bool
+    address_policy: AddressPolicy
 
 
 def read_send_time(
@@ -173,15 +175,20 @@ def read_condition_endpoint(
     )
     if raw is None or not raw.strip():
         return None
-    problem = describe_endpoint_problem(raw, allow_private=rules.allow_private_endpoints)
+    problem = describe_endpoint_problem(raw, rules.address_policy)
     if problem is not None:
         errors.add(path, problem)
         return None
     return raw
 
 
-def describe_endpoint_problem(url: str, *, allow_private: bool) -> str | None:
-    """Return why a condition endpoint cannot be used, or None when it can."""
+def describe_endpoint_problem(url: str, policy: AddressPolicy) -> str | None:
+    """Return why a condition endpoint cannot be used, or None when it can.
+
+    A host that is an IP literal, or `localhost`, is checked against the
+    address policy here. A host name is checked at each request, against
+    the addresses it resolves to then.
+    """
     if any(not character.isprintable() or character.isspace() for character in url):
         return "conditionEndpoint must not contain spaces or control characters."
     try:
@@ -195,23 +202,22 @@ def describe_endpoint_problem(url: str, *, allow_private: bool) -> str | None:
             f"https://example.com/send?case=1; got {describe(url)}."
         )
     del port
-    if allow_private:
-        return None
     host = parts.hostname.lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
-        return refused_host_message(host)
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None  # a name: its addresses are checked when it is called
-    return None if address.is_global else refused_host_message(host)
-
-
-def refused_host_message(host: str) -> str:
+        # Resolvers answer these names with loopback addresses only.
+        addresses: tuple[IPAddress, ...] = LOOPBACK_ADDRESSES
+    else:
+        address = literal_address(host)
+        if address is None:
+            return None
+        addresses = (address,)
+    rejected = policy.first_rejected(addresses)
+    if rejected is None:
+        return None
     return (
-        f"conditionEndpoint host {host} is a loopback, private or other non-public "
-        "address, which this service does not call. Use a public address, or ask the "
-        "operator to set BUDSTIKKE_ALLOW_PRIVATE_CONDITION_ENDPOINTS."
+        f"conditionEndpoint host {host} is {rejected[1]}, which this service does not call. "
+        "Use a public address, or ask the operator to add its network to "
+        "BUDSTIKKE_CONDITION_ALLOWED_NETWORKS."
     )
 
 

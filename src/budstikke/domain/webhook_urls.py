@@ -1,9 +1,10 @@
 """Webhook URLs: the syntax a target must have, the callback prefix match, and the address policy.
 
-Registration checks only the syntax, because a name can resolve to another
-address by the time an event is sent. The address policy is applied at send
-time to every address the name resolves to, and the connection goes to an
-address that passed it.
+Registration checks the syntax, and the address policy only when the host is
+an IP literal, because a name can resolve to another address by the time an
+event is sent. The address policy is applied at send time to every address
+the name resolves to, and the connection goes to an address that passed it.
+Condition endpoints of regular orders use the same policy.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ METADATA_ADDRESSES = frozenset(
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64
 # (RFC 6052) translates them to that IPv4 address.
 NAT64_NETWORK = ipaddress.IPv6Network("64:ff9b::/96")
+# Networks that the IANA special-purpose registries mark as not globally
+# reachable but that Python 3.11.7's `ipaddress` counts as global. Naming
+# them keeps the policy the same on every Python patch release.
+# 192.0.0.0/24 is rejected whole, its two anycast service addresses
+# (192.0.0.9 and 192.0.0.10) included, because no receiver lives there.
+UNREACHABLE_NETWORKS = (
+    (ipaddress.IPv4Network("192.0.0.0/24"), "an IETF protocol assignment (192.0.0.0/24)"),
+    (ipaddress.IPv6Network("64:ff9b:1::/48"), "a local-use NAT64 address (64:ff9b:1::/48)"),
+    (ipaddress.IPv6Network("3fff::/20"), "a documentation address (3fff::/20)"),
+)
 
 
 class InvalidWebhookUrlError(BudstikkeError):
@@ -155,7 +166,7 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
 
 @dataclass(frozen=True, slots=True)
 class AddressPolicy:
-    """The addresses that webhook requests may connect to.
+    """The addresses that webhook and condition endpoint requests may connect to.
 
     Every address that is not globally routable is refused (loopback,
     private, link-local, multicast, shared, reserved, documentation, cloud
@@ -218,6 +229,9 @@ def classify_address(address: IPAddress) -> str | None:
     """Return the kind of address that webhooks must not reach by default, or None."""
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
+    for network, reason in UNREACHABLE_NETWORKS:
+        if address in network:
+            return reason
     checks = (
         (address.is_unspecified, "an unspecified address"),
         (address.is_loopback, "a loopback address"),
