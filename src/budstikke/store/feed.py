@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.domain.statuses import RECIPIENT_TYPE, NotificationStatus, OrderStatus
@@ -33,7 +33,8 @@ COMPLETE_ORDER = (
     .returning(orders.c.creator)
 )
 INSERT_FEED_ENTRY = insert(feed_entries)
-# Advisory lock id that orders feed inserts on PostgreSQL.
+# Advisory lock id that the commit-time trigger on feed_entries takes on
+# PostgreSQL (migration 0007_feed_commit_order), to number entries in commit order.
 FEED_LOCK = 0x6275_6473_0002
 
 
@@ -93,12 +94,9 @@ async def append_feed_entry(
     await record_order_event(connection, creator=creator, shipment=shipment, now=now)
     entry = render_shipment(shipment)
     entry["shipmentType"] = entry["type"]
-    if connection.dialect.name == "postgresql":
-        # Sequence numbers are taken at insert but become visible at commit, so
-        # two writers could commit 11 before 10, and a reader resuming after 11
-        # would never see 10. Holding this lock from the insert to the commit
-        # makes entries commit in sequence order. SQLite has a single writer.
-        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK})
+    # On PostgreSQL a deferred trigger renumbers this row at commit, under
+    # FEED_LOCK, so entries become visible in sequence order without a lock
+    # held while this transaction goes on. SQLite has a single writer.
     await connection.execute(
         INSERT_FEED_ENTRY,
         {
