@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from tests.conftest import wait_for
+
 
 @dataclass
 class ConditionServer:
@@ -15,6 +17,10 @@ class ConditionServer:
     body: bytes = b'{"sendNotification": true}'
     paths: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
+    # Set: requests are answered; cleared by `hold`, they wait until `release`.
+    open_gate: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def url(self, path: str = "/condition") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -22,11 +28,25 @@ class ConditionServer:
     def answer(self, body: bytes, status: int = 200) -> None:
         self.body, self.status = body, status
 
+    def hold(self) -> None:
+        """Keep every request open without a response until `release`."""
+        self.open_gate.clear()
+
+    def release(self) -> None:
+        self.open_gate.set()
+
+    async def wait_for_in_flight(self, count: int) -> None:
+        async def reached() -> bool:
+            return self.in_flight >= count
+
+        await wait_for(reached)
+
 
 @asynccontextmanager
 async def condition_server() -> AsyncIterator[ConditionServer]:
     """Serve HTTP/1.1 on a free loopback port, one request per connection."""
     state = ConditionServer(port=0)
+    state.release()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -36,6 +56,12 @@ async def condition_server() -> AsyncIterator[ConditionServer]:
                 if name.strip().lower() == "host":
                     state.hosts.append(value.strip())
             state.paths.append(request_line.decode().split(" ")[1])
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                await state.open_gate.wait()
+            finally:
+                state.in_flight -= 1
             head = (
                 f"HTTP/1.1 {state.status} X\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(state.body)}\r\nConnection: close\r\n\r\n"

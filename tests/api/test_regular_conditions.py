@@ -10,11 +10,12 @@ from sqlalchemy import select
 
 from budstikke.config import Settings
 from budstikke.dispatch.conditions import ConditionChecker
-from budstikke.domain.webhook_urls import AddressPolicy
+from budstikke.dispatch.regular import CREATOR_CONDITION_CONCURRENCY
+from budstikke.domain.webhook_urls import AddressPolicy, parse_networks
 from budstikke.store.tables import regular_orders
 from tests.api.condition_server import closed_port, condition_server
-from tests.api.regular import advance, place, regular_order, shipment
-from tests.conftest import FakeClock, RunningApp, run_app, wait_for
+from tests.api.regular import ORDERS_PATH, advance, place, regular_order, shipment
+from tests.conftest import API, FakeClock, RunningApp, run_app, wait_for
 
 
 def allowing_loopback(settings: Settings) -> Settings:
@@ -148,3 +149,62 @@ async def test_rejected_endpoint_is_sent_at_once(
     assert rejected[0].order_id == placed["notificationOrderId"]  # type: ignore[attr-defined]
     retries = [r for r in caplog.records if getattr(r, "event", "") == "condition_retry"]
     assert retries == []
+
+
+async def test_slow_creator_does_not_delay_others(settings: Settings) -> None:
+    # More orders than the slow creator's running and waiting checks, so
+    # that some are released for later too.
+    slow_order_count = 60
+    async with (
+        condition_server() as slow,
+        condition_server() as fast,
+        run_app(allowing_loopback(settings)) as app,
+    ):
+        # A timeout longer than the test waits: a pass that waited for the
+        # slow checks would hold back the other creator's orders past it.
+        processor = app.app.state.services.regular_processor
+        await processor.checker.aclose()
+        processor.checker = ConditionChecker(
+            AddressPolicy(parse_networks("127.0.0.1/32")), timeout_s=60.0
+        )
+        slow.hold()
+        slow_key = await app.new_key("slow-creator")
+        slow_shipments = []
+        for index in range(slow_order_count):
+            body = regular_order(conditionEndpoint=slow.url(f"/slow/{index}"))
+            response = await app.client.post(ORDERS_PATH, json=body, headers=app.headers(slow_key))
+            assert response.status_code == 201, response.text
+            slow_shipments.append(response.json()["notification"]["shipmentId"])
+        await slow.wait_for_in_flight(CREATOR_CONDITION_CONCURRENCY)
+
+        conditional = [
+            await place(app, regular_order(conditionEndpoint=fast.url(f"/fast/{index}")))
+            for index in range(5)
+        ]
+        plain = [await place(app, regular_order()) for _index in range(5)]
+        others = [placed["notification"]["shipmentId"] for placed in conditional + plain]
+
+        async def others_completed() -> bool:
+            shown = [await shipment(app, shipment_id) for shipment_id in others]
+            return all(item["status"] == "Order_Completed" for item in shown)
+
+        await wait_for(others_completed)
+        slow_in_flight = slow.in_flight
+        slow.release()
+
+        async def slow_completed() -> bool:
+            for shipment_id in slow_shipments:
+                response = await app.client.get(
+                    f"{API}/shipment/{shipment_id}", headers=app.headers(slow_key)
+                )
+                if response.json()["status"] != "Order_Completed":
+                    return False
+            return True
+
+        await wait_for(slow_completed, timeout_s=30.0)
+
+    assert sorted(fast.paths) == sorted(f"/fast/{index}" for index in range(5))
+    assert slow_in_flight == CREATOR_CONDITION_CONCURRENCY
+    assert slow.max_in_flight == CREATOR_CONDITION_CONCURRENCY
+    # Every slow order was asked once: waiting and released orders are not lost.
+    assert sorted(slow.paths) == sorted(f"/slow/{index}" for index in range(slow_order_count))

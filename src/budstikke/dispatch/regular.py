@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.config import Settings
+from budstikke.dispatch.condition_queue import ConditionQueue
 from budstikke.dispatch.conditions import (
     ConditionAnswer,
     ConditionChecker,
@@ -61,7 +63,11 @@ CLAIM_BATCH: Final = 200
 # orders is expanded as it drains, not all at once, which would hold the
 # database's write lock for minutes and make every table scan longer.
 QUEUE_AHEAD: Final = 2000
-CONDITION_CONCURRENCY: Final = 16
+# Condition checks that run at once in a worker, and for one creator. A
+# creator whose endpoints are slow fills only its own share, so the checks
+# of other creators start at once.
+CONDITION_CONCURRENCY: Final = 64
+CREATOR_CONDITION_CONCURRENCY: Final = 8
 DATABASE_RETRY_S: Final = 0.5
 DATABASE_RETRY_MAX_S: Final = 15.0
 
@@ -208,7 +214,19 @@ class RegularOrderProcessor:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._condition_slots = asyncio.Semaphore(CONDITION_CONCURRENCY)
+        # Rounds of checks an order may wait for in memory. Each round takes
+        # up to the checker's timeout, and the wait must end within half the
+        # lease, so that no other worker claims the order meanwhile.
+        # NOTE: with a lease shorter than two timeouts this still allows one
+        # round of waiting, which can outlast the lease.
+        rounds = max(1, int(lease_s / 2 / checker.timeout_s) - 1)
+        self._conditions = ConditionQueue(
+            self._check_and_store,
+            total=CONDITION_CONCURRENCY,
+            per_creator=CREATOR_CONDITION_CONCURRENCY,
+            max_waiting=CONDITION_CONCURRENCY * rounds,
+            max_waiting_per_creator=CREATOR_CONDITION_CONCURRENCY * rounds,
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="budstikke-regular-orders")
@@ -218,11 +236,20 @@ class RegularOrderProcessor:
         )
 
     async def stop(self) -> None:
-        """Stop after the current pass; orders it leased and did not finish are claimed again."""
+        """Stop after the current pass and the running condition checks.
+
+        Orders waiting for a check are released at once; other orders this
+        worker leased and did not finish are claimed again after their lease.
+        """
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
+        unchecked = await self._conditions.close()
+        if unchecked:
+            with contextlib.suppress(DatabaseUnavailableError):
+                now = self.clock()
+                await self.store.release_orders([(order, now) for order in unchecked])
         await self.checker.aclose()
         logger.info("regular order processor stopped", extra={"event": "regular_processor_stopped"})
 
@@ -281,13 +308,34 @@ class RegularOrderProcessor:
             return 0
         plain = [(order, None) for order in claimed if order.condition_endpoint is None]
         conditional = [order for order in claimed if order.condition_endpoint is not None]
-        answers = await asyncio.gather(*(self._ask(order) for order in conditional))
-        to_send: list[tuple[DueRegularOrder, str | None]] = list(plain)
-        for order, answer in zip(conditional, answers, strict=True):
-            send, note = await self._decide(order, answer)
-            if send:
-                to_send.append((order, note))
-        stored = await self.store.store_notifications(to_send, now=self.clock())
+        # The checks run in the background, so that the pass stores the
+        # plain orders now and slow endpoints hold back no other order.
+        await self._submit_checks(conditional, now)
+        await self._store(plain)
+        return len(claimed)
+
+    async def _submit_checks(self, orders: Sequence[DueRegularOrder], now: datetime) -> None:
+        """Hand conditional orders to the check queue, and release those that do not fit."""
+        deferred: list[tuple[DueRegularOrder, datetime]] = []
+        deferred_per_creator: Counter[str] = Counter()
+        for order in orders:
+            if self._conditions.submit(order):
+                continue
+            position = deferred_per_creator[order.creator]
+            delay_s = self._conditions.defer_delay_s(order.creator, position)
+            deferred_per_creator[order.creator] += 1
+            deferred.append((order, now + timedelta(seconds=delay_s)))
+        if not deferred:
+            return
+        await self.store.release_orders(deferred)
+        for creator, count in deferred_per_creator.items():
+            logger.info(
+                "condition checks deferred: the creator's check slots are full",
+                extra={"event": "condition_checks_deferred", "creator": creator, "count": count},
+            )
+
+    async def _store(self, items: Sequence[tuple[DueRegularOrder, str | None]]) -> None:
+        stored = await self.store.store_notifications(items, now=self.clock())
         if stored:
             logger.info(
                 "regular orders processed",
@@ -295,12 +343,25 @@ class RegularOrderProcessor:
             )
             if self.on_stored is not None:
                 self.on_stored()
-        return len(claimed)
 
-    async def _ask(self, order: DueRegularOrder) -> ConditionAnswer:
+    async def _check_and_store(self, order: DueRegularOrder) -> None:
+        """Ask the order's condition endpoint, act on the answer, and store its notification."""
         assert order.condition_endpoint is not None
-        async with self._condition_slots:
-            return await self.checker.ask(order.condition_endpoint)
+        answer = await self.checker.ask(order.condition_endpoint)
+        try:
+            send, note = await self._decide(order, answer)
+            if send:
+                await self._store([(order, note)])
+        except DatabaseUnavailableError as error:
+            logger.warning(
+                "condition outcome not stored: database unavailable; the order is claimed "
+                "again after its lease",
+                extra={
+                    "event": "condition_outcome_lost",
+                    "order_id": str(order.order_id),
+                    "error": str(error)[:200],
+                },
+            )
 
     async def _decide(
         self, order: DueRegularOrder, answer: ConditionAnswer

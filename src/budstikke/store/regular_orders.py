@@ -343,6 +343,27 @@ class RegularOrderStore:
             await touch_order(connection, order.order_id, now)
         return result.rowcount == 1
 
+    async def release_orders(self, items: Sequence[tuple[DueRegularOrder, datetime]]) -> int:
+        """Release leased orders until the time beside each, without counting a condition attempt.
+
+        Returns how many were released; an order whose lease was lost is skipped.
+        """
+        if not items:
+            return 0
+        released = 0
+        async with self.database.write() as connection:
+            for order, process_after in items:
+                result = await connection.execute(
+                    update(regular_orders)
+                    .where(
+                        regular_orders.c.order_id == order.order_id,
+                        regular_orders.c.lease_owner == order.lease_owner,
+                    )
+                    .values(process_after=process_after, lease_owner=None, lease_expires_at=None)
+                )
+                released += result.rowcount
+        return released
+
     async def store_notifications(
         self, items: Sequence[tuple[DueRegularOrder, str | None]], *, now: datetime
     ) -> list[UUID]:
