@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -106,7 +107,15 @@ def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine
 
     @event.listens_for(engine.sync_engine, "begin")
     def begin_transaction(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+        # BEGIN runs on the sqlite3 connection directly, because exec_driver_sql
+        # costs an execution context: 30 of the 150 µs of an empty transaction.
+        sqlite_connection = connection.connection.driver_connection.sqlite_connection
+        try:
+            sqlite_connection.execute(begin)
+        except sqlite3.Error as error:
+            # "database is locked" must reach translate_connection_errors as
+            # SQLAlchemy's OperationalError, as exec_driver_sql raised it.
+            raise DBAPIError.instance(begin, (), error, sqlite3.Error) from error
 
     return engine
 

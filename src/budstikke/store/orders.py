@@ -23,6 +23,7 @@ from budstikke.domain.statuses import (
 )
 from budstikke.store.database import Database
 from budstikke.store.events import QUEUED_CHANNEL, notify
+from budstikke.store.prepared import PreparedStatement
 from budstikke.store.records import (
     ClaimedNotification,
     NewNotification,
@@ -37,8 +38,10 @@ from budstikke.store.webhook_events import record_notification_event, record_ord
 REPORT_GRACE_S = 300
 
 # The hot path's statements are built once: building a Core statement and its
-# cache key costs about twice as much as executing it on SQLite.
-INSERT_NOTIFICATION = insert(notifications)
+# cache key costs about twice as much as executing it on SQLite. The inserts
+# of a new order are prepared, so that on SQLite they also skip SQLAlchemy's
+# execution machinery (store/prepared.py).
+INSERT_NOTIFICATION = PreparedStatement(insert(notifications))
 ORDER_BY_KEY = select(orders.c.id, orders.c.shipment_id, orders.c.senders_reference).where(
     orders.c.creator == bindparam("key_creator"),
     orders.c.idempotency_id == bindparam("key_idempotency_id"),
@@ -52,9 +55,11 @@ NOTIFICATION_IDS_OF_ORDER = (
 # no row, so a replay costs no failed statement; the unique constraint still
 # settles concurrent requests, and IntegrityError stays handled for safety.
 INSERT_ORDER = {
-    dialect: dialect_insert(orders)
-    .on_conflict_do_nothing(index_elements=[orders.c.creator, orders.c.idempotency_id])
-    .returning(orders.c.id)
+    dialect: PreparedStatement(
+        dialect_insert(orders)
+        .on_conflict_do_nothing(index_elements=[orders.c.creator, orders.c.idempotency_id])
+        .returning(orders.c.id)
+    )
     for dialect, dialect_insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
 }
 
@@ -178,8 +183,8 @@ async def insert_order(
     """Insert an order and its notification; None when the creator's key is taken."""
     order_id, shipment_id, notification_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     expires_at = now + timedelta(seconds=notification.ttl_s)
-    inserted = await connection.execute(
-        INSERT_ORDER[dialect],
+    inserted = await INSERT_ORDER[dialect].execute(
+        connection,
         {
             "id": order_id,
             "shipment_id": shipment_id,
@@ -192,13 +197,13 @@ async def insert_order(
             "updated_at": now,
         },
     )
-    if inserted.first() is None:
+    if not inserted:
         return None
     status = (
         NEW_STATUS[notification.channel] if lease is None else SENDING_STATUS[notification.channel]
     )
-    await connection.execute(
-        INSERT_NOTIFICATION,
+    await INSERT_NOTIFICATION.execute(
+        connection,
         {
             "id": notification_id,
             "order_id": order_id,
@@ -221,6 +226,10 @@ async def insert_order(
             "part_count": 0,
             "lease_owner": None if lease is None else lease.worker_id,
             "lease_expires_at": None if lease is None else lease.until,
+            "last_error": None,
+            "error_code": None,
+            "handed_off_at": None,
+            "daytime_only": False,
         },
     )
     if callback_url is not None:

@@ -47,6 +47,7 @@ from budstikke.domain.rate_limits import (
     window_retry_after_s,
 )
 from budstikke.store.database import Database
+from budstikke.store.prepared import PreparedStatement
 from budstikke.store.tables import rate_buckets, recipient_sends
 from budstikke.store.types import UtcDateTime
 
@@ -57,7 +58,9 @@ RECIPIENT_LOCK_SPACE = 0x62736B01
 LOCK_RECIPIENT = text("SELECT pg_advisory_xact_lock(:space, :key)")
 
 
-def build_take_token(dialect_insert: type[sqlite.Insert] | type[postgresql.Insert]) -> object:
+def build_take_token(
+    dialect_insert: type[sqlite.Insert] | type[postgresql.Insert],
+) -> PreparedStatement:
     """Build the upsert that refills a creator's bucket and takes one token if there is one.
 
     The refill uses the time since the last refill, never negative, so
@@ -77,7 +80,7 @@ def build_take_token(dialect_insert: type[sqlite.Insert] | type[postgresql.Inser
         refilled_at_s=now_s,
         last_granted=True,
     )
-    return statement.on_conflict_do_update(
+    upsert = statement.on_conflict_do_update(
         index_elements=[stored.creator],
         set_={
             "tokens": case((available >= 1, available - 1), else_=available),
@@ -86,7 +89,8 @@ def build_take_token(dialect_insert: type[sqlite.Insert] | type[postgresql.Inser
             ),
             "last_granted": available >= 1,
         },
-    ).returning(stored.tokens, stored.last_granted)
+    )
+    return PreparedStatement(upsert.returning(stored.tokens, stored.last_granted))
 
 
 TAKE_TOKEN = {
@@ -95,7 +99,7 @@ TAKE_TOKEN = {
 }
 
 
-def build_insert_send_if_room() -> object:
+def build_insert_send_if_room() -> PreparedStatement:
     """Build the insert of a recipient send that happens only while both windows have room.
 
     One statement in place of a count and an insert, because this runs for
@@ -124,14 +128,14 @@ def build_insert_send_if_room() -> object:
         or_(limit_short == 0, sends_since("since_short") < limit_short),
         or_(limit_day == 0, sends_since("since_day") < limit_day),
     )
-    return (
+    return PreparedStatement(
         insert(recipient_sends)
         .from_select(["creator", "recipient_key", "created_at"], row)
         .returning(recipient_sends.c.id)
     )
 
 
-# Built once, like the statements in store/orders.py, to save building them per order.
+# Built once and prepared, like the inserts in store/orders.py, because they run for every order.
 INSERT_SEND_IF_ROOM = build_insert_send_if_room()
 RECENT_SENDS = (
     select(recipient_sends.c.created_at)
@@ -169,20 +173,19 @@ async def take_order_allowance(
 async def take_token(
     connection: AsyncConnection, *, creator: str, limits: CreatorLimits, now: datetime
 ) -> None:
-    row = (
-        await connection.execute(
-            TAKE_TOKEN[connection.dialect.name],  # type: ignore[call-overload]
-            {
-                "creator": creator,
-                "now_s": now.timestamp(),
-                "rate": limits.rate_per_s,
-                "burst": float(limits.burst),
-            },
-        )
-    ).one()
-    if row.last_granted:
+    rows = await TAKE_TOKEN[connection.dialect.name].execute(
+        connection,
+        {
+            "creator": creator,
+            "now_s": now.timestamp(),
+            "rate": limits.rate_per_s,
+            "burst": float(limits.burst),
+        },
+    )
+    tokens, last_granted = rows[0]
+    if last_granted:
         return
-    retry_after_s = bucket_retry_after_s(row.tokens, limits.rate_per_s)
+    retry_after_s = bucket_retry_after_s(tokens, limits.rate_per_s)
     raise RateLimitExceededError(
         CREATOR_LIMIT,
         retry_after_s,
@@ -203,8 +206,8 @@ async def count_recipient_send(
         await connection.execute(
             LOCK_RECIPIENT, {"space": RECIPIENT_LOCK_SPACE, "key": lock_key(creator, recipient_key)}
         )
-    inserted = await connection.execute(
-        INSERT_SEND_IF_ROOM,  # type: ignore[call-overload]
+    inserted = await INSERT_SEND_IF_ROOM.execute(
+        connection,
         {
             "creator": creator,
             "recipient_key": recipient_key,
@@ -215,7 +218,7 @@ async def count_recipient_send(
             "since_day": now - RECIPIENT_WINDOW_DAY,
         },
     )
-    if inserted.first() is not None:
+    if inserted:
         return
     # A window is full: read the recent sends to find which, and when it has room again.
     rows = await connection.execute(

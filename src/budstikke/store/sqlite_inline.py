@@ -116,6 +116,11 @@ class InlineConnection:
         return self._connection
 
     @property
+    def sqlite_connection(self) -> sqlite3.Connection:
+        """The sqlite3 connection, for callers that run statements on it directly."""
+        return self._conn
+
+    @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
