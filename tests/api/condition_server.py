@@ -17,6 +17,7 @@ class ConditionServer:
     body: bytes = b'{"sendNotification": true}'
     paths: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     # Set: requests are answered; cleared by `hold`, they wait until `release`.
     open_gate: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: int = 0
@@ -55,6 +56,8 @@ async def condition_server() -> AsyncIterator[ConditionServer]:
                 name, _colon, value = line.decode("latin-1").partition(":")
                 if name.strip().lower() == "host":
                     state.hosts.append(value.strip())
+                if name.strip().lower() == "authorization":
+                    state.authorizations.append(value.strip())
             state.paths.append(request_line.decode().split(" ")[1])
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)

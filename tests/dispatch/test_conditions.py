@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -181,3 +182,26 @@ async def test_invalid_port_is_rejected(checker: ConditionChecker) -> None:
     assert answer.send is None
     assert answer.rejected is True
     assert "99999" in answer.reason
+
+
+async def test_url_credentials_are_sent_as_basic_auth(
+    server: ConditionServer, checker: ConditionChecker
+) -> None:
+    answer = await checker.ask(f"http://case%40owner:p%3Ass@127.0.0.1:{server.port}/c#part")
+
+    assert answer.send is True
+    assert server.paths == ["/c"]
+    assert server.authorizations == ["Basic " + base64.b64encode(b"case@owner:p:ss").decode()]
+
+
+async def test_international_domain_is_sent_in_punycode(server: ConditionServer) -> None:
+    resolver = resolver_for(["127.0.0.1"])
+    checker = ConditionChecker(LOOPBACK_ONLY, timeout_s=2.0, resolver=resolver)
+    try:
+        answer = await checker.ask(f"http://bücher.example:{server.port}/sø?q=å")
+    finally:
+        await checker.aclose()
+
+    assert answer.send is True
+    assert server.hosts == [f"xn--bcher-kva.example:{server.port}"]
+    assert server.paths == ["/s%C3%B8?q=%C3%A5"]

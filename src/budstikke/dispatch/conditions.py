@@ -17,6 +17,7 @@ rejected the same way.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import json
 import ssl
@@ -136,8 +137,9 @@ def build_request(url: str, timeout_s: float) -> httpcore.Request:
     """Build the GET of a condition endpoint; raises ValueError when the URL cannot be requested.
 
     httpx's URL parser encodes an international domain name in punycode and
-    percent-encodes the path, as a browser would, and drops any user name,
-    password or fragment.
+    percent-encodes the path, as a browser would, and drops any fragment. A
+    user name and password in the URL are sent as HTTP Basic credentials,
+    as httpx's client sends them.
     """
     try:
         parsed = httpx.URL(url)
@@ -150,14 +152,18 @@ def build_request(url: str, timeout_s: float) -> httpcore.Request:
     port = parsed.port or DEFAULT_PORTS[scheme]
     if not 1 <= port <= 65535:
         raise ValueError(f"the port must be a number from 1 to 65535; got {port}")
+    headers = [
+        ("Host", host_header(host, port, scheme)),
+        ("Accept", "application/json"),
+        ("User-Agent", USER_AGENT),
+    ]
+    if parsed.username or parsed.password:
+        credentials = f"{parsed.username}:{parsed.password}".encode()
+        headers.append(("Authorization", f"Basic {base64.b64encode(credentials).decode()}"))
     return httpcore.Request(
         "GET",
         httpcore.URL(scheme=scheme, host=host, port=port, target=parsed.raw_path),
-        headers=[
-            ("Host", host_header(host, port, scheme)),
-            ("Accept", "application/json"),
-            ("User-Agent", USER_AGENT),
-        ],
+        headers=headers,
         extensions={"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)},
     )
 
