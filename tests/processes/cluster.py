@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 BUDSTIKKE = Path(sys.executable).parent / "budstikke"
 HOST = "127.0.0.1"
@@ -110,14 +110,21 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def outbox_ids(self, channel: str) -> Counter[str]:
+    def outbox_lines(self, channel: str) -> list[dict[str, Any]]:
+        """Return the messages the workers wrote to a channel's file outbox, one per line."""
         path = self.data_dir / "outbox" / f"{channel}.jsonl"
         if not path.exists():
-            return Counter()
-        return Counter(json.loads(line)["notificationId"] for line in path.read_text().splitlines())
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
 
     def stop_all(self) -> dict[str, int]:
         return {" ".join(process.args): process.stop() for process in self.processes}
+
+
+def children_cpu_s() -> float:
+    """Return the CPU seconds, user and system, of this process's children that have exited."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cluster_environment(data_dir: Path, database_url: str, **settings: str) -> dict[str, str]:

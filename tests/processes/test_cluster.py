@@ -1,21 +1,35 @@
-"""API-only servers and workers as separate processes on one PostgreSQL database."""
+"""API-only servers and workers as separate processes on one PostgreSQL database.
+
+The API processes run with --no-workers, so they start neither a dispatcher
+nor a regular-order processor. Every hand-off, and every regular order turned
+into a notification, is therefore the work of the `budstikke worker`
+processes.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import subprocess
-import uuid
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
-from tests.conftest import API, fresh_postgres_database
-from tests.processes.cluster import BUDSTIKKE, Cluster, running_cluster
+from tests.conftest import fresh_postgres_database
+from tests.processes.cluster import BUDSTIKKE, Cluster, children_cpu_s, running_cluster
+from tests.processes.orders import (
+    KINDS,
+    Order,
+    Placed,
+    build_order,
+    expected_outcome,
+    final_outcome,
+    place_orders,
+    wait_for_feed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -32,81 +46,131 @@ def create_key(cluster: Cluster) -> str:
     return result.stdout.strip()
 
 
-def order_body(index: int) -> tuple[str, dict[str, Any]]:
-    if index % 2:
-        return "instant/email", {
-            "idempotencyId": f"load-{index}",
-            "recipientEmail": {
-                "emailAddress": f"user{index}@example.com",
-                "emailSettings": {"subject": "Code", "body": f"Your code is {index:06d}."},
-            },
-        }
-    return "instant/sms", {
-        "idempotencyId": f"load-{index}",
-        "recipientSms": {
-            # Distinct recipients stay under the per-recipient limits.
-            "phoneNumber": f"+4790{index:06d}",
-            "timeToLiveInSeconds": 600,
-            "smsSettings": {"body": f"Your code is {index:06d}."},
-        },
-    }
-
-
-async def place_orders(
-    base_urls: list[str], key: str, count: int, *, concurrency: int = 48
-) -> list[int]:
-    """Post `count` orders spread over the servers; returns every status code."""
-    indexes = iter(range(count))
-    statuses: list[int] = []
-    clients = [
-        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-        for url in base_urls
-    ]
-
-    async def post_some(client: httpx.AsyncClient) -> None:
-        for index in indexes:
-            path, body = order_body(index)
-            response = await client.post(f"{API}/orders/{path}", json=body)
-            statuses.append(response.status_code)
-
-    try:
-        await asyncio.gather(
-            *(
-                post_some(client)
-                for client in itertools.islice(itertools.cycle(clients), concurrency)
-            )
-        )
-    finally:
-        for client in clients:
-            await client.aclose()
-    return statuses
-
-
-async def notification_states(database_url: str) -> dict[str, int]:
+async def fetch_rows(database_url: str, query: str) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
-        rows = await connection.fetch("SELECT status, count(*) AS n FROM notifications GROUP BY 1")
-        return {row["status"]: row["n"] for row in rows}
+        return list(await connection.fetch(query))
     finally:
         await connection.close()
 
 
-async def wait_all_final(database_url: str, expected: int, timeout_s: float) -> dict[str, int]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        states = await notification_states(database_url)
-        delivered = states.get("SMS_Delivered", 0) + states.get("Email_Delivered", 0)
-        if delivered == expected:
-            return states
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not all delivered within {timeout_s} s: {states}")
-        await asyncio.sleep(0.5)
+async def notification_states(database_url: str) -> dict[str, int]:
+    rows = await fetch_rows(
+        database_url, "SELECT status, count(*) AS n FROM notifications GROUP BY 1"
+    )
+    return {row["status"]: row["n"] for row in rows}
+
+
+async def notifications_by_order(database_url: str) -> dict[str, list[asyncpg.Record]]:
+    """Return each order's notifications (id, status, outcome_unknown_count) by shipment id."""
+    rows = await fetch_rows(
+        database_url,
+        "SELECT o.shipment_id, n.id, n.status, n.outcome_unknown_count "
+        "FROM notifications n JOIN orders o ON o.id = n.order_id",
+    )
+    by_order: dict[str, list[asyncpg.Record]] = {}
+    for row in rows:
+        by_order.setdefault(str(row["shipment_id"]), []).append(row)
+    return by_order
+
+
+def describe_placing(placed: list[Placed], seconds: float) -> str:
+    retried = sum((item.retried for item in placed), Counter[int]())
+    return (
+        f"placed {len(placed)} orders in {seconds:.1f} s ({len(placed) / seconds:.0f}/s); "
+        f"answers {dict(Counter(item.status for item in placed))}; retried {dict(retried)}"
+    )
+
+
+async def place_and_wait(
+    cluster: Cluster,
+    database_url: str,
+    base_urls: list[str],
+    orders: list[Order],
+    *,
+    concurrency: int,
+    timeout_s: float,
+) -> tuple[list[Placed], dict[str, list[dict[str, object]]]]:
+    """Place the orders and read the status feed until each order is final."""
+    key = create_key(cluster)
+    started = time.monotonic()
+    placed = await place_orders(base_urls, key, orders, concurrency=concurrency)
+    placed_at = time.monotonic()
+    print(describe_placing(placed, placed_at - started))
+    failed = [item for item in placed if item.shipment_id is None]
+    assert not failed, f"{len(failed)} orders not stored, first: {failed[0]}"
+
+    entries = await wait_for_feed(
+        base_urls[0],
+        key,
+        {item.shipment_id for item in placed if item.shipment_id is not None},
+        timeout_s=timeout_s,
+        describe_progress=lambda: notification_states(database_url),
+    )
+    print(f"every order final {time.monotonic() - placed_at:.1f} s after the last was placed")
+    return placed, entries
+
+
+def outbox_counts(cluster: Cluster) -> tuple[Counter[str], Counter[str]]:
+    """Count outbox lines per notification id and per recipient, over both channels."""
+    lines = cluster.outbox_lines("sms") + cluster.outbox_lines("email")
+    by_id = Counter(str(line["notificationId"]) for line in lines)
+    by_recipient = Counter(str(line["recipient"]) for line in lines)
+    return by_id, by_recipient
+
+
+async def order_statuses(database_url: str) -> Counter[tuple[str, str]]:
+    rows = await fetch_rows(database_url, "SELECT order_type, status FROM orders")
+    return Counter((row["order_type"], row["status"]) for row in rows)
+
+
+async def test_workers_send_api_server_orders(tmp_path: Path, postgres_template: str) -> None:
+    orders = [build_order(index) for index in range(len(KINDS))]
+    async with fresh_postgres_database(template=postgres_template) as url:
+        with running_cluster(
+            tmp_path / "data", url, worker_poll_interval_s="0.5", handoff_timeout_s="0.5"
+        ) as cluster:
+            api = cluster.api()
+            key = create_key(cluster)
+            base_url = f"http://127.0.0.1:{api.port}"
+            placed = await place_orders([base_url], key, orders)
+            # Two seconds are four poll intervals, so a dispatcher or a
+            # regular-order processor in the API process would have acted by now.
+            await asyncio.sleep(2)
+            before_worker = await order_statuses(url)
+            notifications_before = await notification_states(url)
+            outbox_before = cluster.outbox_lines("sms") + cluster.outbox_lines("email")
+
+            cluster.worker("a")
+            entries = await wait_for_feed(
+                base_url,
+                key,
+                {str(item.shipment_id) for item in placed},
+                timeout_s=60,
+                describe_progress=lambda: notification_states(url),
+            )
+            sent_ids, sent_recipients = outbox_counts(cluster)
+
+    outcomes = [final_outcome(item.order, entries[str(item.shipment_id)]) for item in placed]
+
+    assert [item.status for item in placed] == [201] * len(orders)
+    assert before_worker == {
+        ("Instant", "Order_Processed"): 2,
+        ("Notification", "Order_Registered"): 2,
+    }
+    assert notifications_before == {"SMS_New": 1, "Email_New": 1}
+    assert outbox_before == []
+    assert outcomes == [expected_outcome(order) for order in orders]
+    assert len(sent_ids) == len(orders)
+    assert set(sent_recipients) == {order.recipient for order in orders}
 
 
 async def test_two_apis_three_workers_send_each_once(
     tmp_path: Path, postgres_template: str
 ) -> None:
     count = 10_000
+    orders = [build_order(index) for index in range(count)]
+    cpu_before_s = children_cpu_s()
     async with fresh_postgres_database(template=postgres_template) as url:
         # One creator places every order as fast as it can: its rate limit is off.
         with running_cluster(
@@ -115,32 +179,50 @@ async def test_two_apis_three_workers_send_each_once(
             apis = [cluster.api(), cluster.api()]
             for name in ("a", "b", "c"):
                 cluster.worker(name)
-            key = create_key(cluster)
 
-            statuses = await place_orders(
-                [f"http://127.0.0.1:{api.port}" for api in apis], key, count
+            placed, entries = await place_and_wait(
+                cluster,
+                url,
+                [f"http://127.0.0.1:{api.port}" for api in apis],
+                orders,
+                concurrency=48,
+                timeout_s=240,
             )
-            states = await wait_all_final(url, count, timeout_s=240)
-
-            sms, email = cluster.outbox_ids("sms"), cluster.outbox_ids("email")
+            sent_ids, sent_recipients = outbox_counts(cluster)
+            by_order = await notifications_by_order(url)
             exit_codes = cluster.stop_all()
 
-    assert statuses.count(201) == count
+    # Other load on the machine changes CPU time much less than run time, so
+    # this figure compares runs.
+    cluster_cpu_s = children_cpu_s() - cpu_before_s
+    per_order_ms = cluster_cpu_s / count * 1000
+    print(f"cluster processes used {cluster_cpu_s:.1f} CPU s, {per_order_ms:.1f} ms per order")
+    outcomes = Counter(final_outcome(item.order, entries[str(item.shipment_id)]) for item in placed)
+    expected = Counter(expected_outcome(order) for order in orders)
+    states = Counter(row["status"] for rows in by_order.values() for row in rows)
+    notification_ids = {str(row["id"]) for rows in by_order.values() for row in rows}
+
+    assert Counter(item.status for item in placed) == {201: count}
+    assert outcomes == expected
+    assert len(entries) == count
+    assert Counter(len(rows) for rows in by_order.values()) == {1: count}
     assert states == {"SMS_Delivered": count // 2, "Email_Delivered": count // 2}
-    assert len(sms) + len(email) == count
-    assert set(sms.values()) | set(email.values()) == {1}
+    assert set(sent_ids) == notification_ids
+    assert set(sent_ids.values()) == {1}
+    assert set(sent_recipients) == {order.recipient for order in orders}
+    assert set(sent_recipients.values()) == {1}
     assert set(exit_codes.values()) == {0}
 
 
 async def test_killed_workers_lose_nothing(tmp_path: Path, postgres_template: str) -> None:
     count = 1_000
+    orders = [build_order(index) for index in range(count)]
     async with fresh_postgres_database(template=postgres_template) as url:
         with running_cluster(
             tmp_path / "data", url, worker_poll_interval_s="0.2", lease_s="5", rate_limit_per_s="0"
         ) as cluster:
             api = cluster.api()
             workers = [cluster.worker(f"w{index}") for index in range(2)]
-            key = create_key(cluster)
             chaos = random.Random(7)
 
             async def kill_workers_repeatedly() -> int:
@@ -155,36 +237,41 @@ async def test_killed_workers_lose_nothing(tmp_path: Path, postgres_template: st
 
             async with asyncio.TaskGroup() as group:
                 placing = group.create_task(
-                    place_orders([f"http://127.0.0.1:{api.port}"], key, count, concurrency=16)
+                    place_and_wait(
+                        cluster,
+                        url,
+                        [f"http://127.0.0.1:{api.port}"],
+                        orders,
+                        concurrency=16,
+                        timeout_s=180,
+                    )
                 )
                 killing = group.create_task(kill_workers_repeatedly())
-            statuses, kills = placing.result(), killing.result()
-            states = await wait_all_final(url, count, timeout_s=180)
-            sms, email = cluster.outbox_ids("sms"), cluster.outbox_ids("email")
-            connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-            try:
-                reclaimed = await connection.fetchval(
-                    "SELECT coalesce(sum(outcome_unknown_count), 0) FROM notifications"
-                )
-                ids = {
-                    str(row["id"]) for row in await connection.fetch("SELECT id FROM notifications")
-                }
-            finally:
-                await connection.close()
+            (placed, entries), kills = placing.result(), killing.result()
+            sent_ids, sent_recipients = outbox_counts(cluster)
+            by_order = await notifications_by_order(url)
 
-    sent = sms + email
-    duplicates = sum(times - 1 for times in sent.values())
+    rows = [row for order_rows in by_order.values() for row in order_rows]
+    reclaimed = sum(row["outcome_unknown_count"] for row in rows)
+    duplicates = sum(times - 1 for times in sent_ids.values())
+    outcomes = Counter(final_outcome(item.order, entries[str(item.shipment_id)]) for item in placed)
     print(f"kills={kills} reclaimed={reclaimed} duplicates={duplicates}")
-    assert statuses.count(201) == count
-    assert sum(states.values()) == count
-    assert set(sent) == ids
+
+    assert Counter(item.status for item in placed) == {201: count}
+    assert outcomes == Counter(expected_outcome(order) for order in orders)
+    # A regular order whose worker died is claimed again after its lease, and
+    # must still get one notification only.
+    assert Counter(len(order_rows) for order_rows in by_order.values()) == {1: count}
+    assert set(sent_ids) == {str(row["id"]) for row in rows}
+    assert set(sent_recipients) == {order.recipient for order in orders}
     # A message is sent twice only when a worker died between the hand-off and
     # recording it; each such notification was reclaimed after its lease.
     assert duplicates <= reclaimed
 
 
-def test_unique_names() -> None:
-    # Orders carry unique idempotency ids, so a retry of a request is the only replay.
-    bodies = [order_body(index)[1]["idempotencyId"] for index in range(100)]
-    assert len(set(bodies)) == 100
-    assert uuid.UUID(int=0)
+def test_orders_mix_kinds_and_recipients() -> None:
+    orders = [build_order(index) for index in range(400)]
+
+    assert Counter(order.kind for order in orders) == dict.fromkeys(KINDS, 100)
+    assert len({order.body["idempotencyId"] for order in orders}) == 400
+    assert len({order.recipient for order in orders}) == 400
