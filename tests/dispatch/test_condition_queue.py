@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from budstikke.dispatch.condition_queue import MAX_DEFER_S, MIN_DEFER_S, ConditionQueue
 from budstikke.domain.statuses import Channel
@@ -154,14 +154,17 @@ async def test_failing_check_frees_its_slot() -> None:
     assert queue.waiting == 0
 
 
-def test_defer_delay_is_bounded() -> None:
+def test_deferrals_are_spread_and_bounded() -> None:
     queue = ConditionQueue(
         HeldChecks(), total=64, per_creator=8, max_waiting=320, max_waiting_per_creator=40
     )
 
-    first = queue.defer_delay_s("new-creator", 0)
-    last = queue.defer_delay_s("new-creator", 10_000)
+    times = [queue.defer_until("new-creator", NOW) for _index in range(20_000)]
+    other = queue.defer_until("other-creator", NOW)
 
-    assert first >= MIN_DEFER_S
-    assert first < last
-    assert last == MAX_DEFER_S
+    assert times[0] >= NOW + timedelta(seconds=MIN_DEFER_S)
+    assert times == sorted(times)
+    assert times[1] > times[0]
+    assert times[-1] == NOW + timedelta(seconds=MAX_DEFER_S)
+    # One creator's deferrals do not push back another creator's.
+    assert other == times[0]

@@ -8,7 +8,7 @@ for one creator and `total` at once in all. An order that finds its
 creator's slots taken waits in memory, up to `max_waiting_per_creator` for
 one creator and `max_waiting` in all, so the wait stays well within the
 order's lease. The caller releases an order that does not fit until the
-time `defer_delay_s` returns.
+time `defer_until` returns.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
 
@@ -30,7 +31,9 @@ FIRST_CHECK_S: Final = 0.5
 # Weight of the newest duration in a creator's moving average.
 DURATION_WEIGHT: Final = 0.2
 MIN_DEFER_S: Final = 1.0
-MAX_DEFER_S: Final = 120.0
+# A deferral ends within the 10 minutes a condition endpoint may take to
+# answer, so an estimate that turns out too long costs at most that.
+MAX_DEFER_S: Final = 600.0
 
 CheckOrder = Callable[[DueRegularOrder], Awaitable[None]]
 
@@ -59,6 +62,7 @@ class ConditionQueue:
         self._waiting: dict[str, deque[DueRegularOrder]] = {}
         self._waiting_ids: set[UUID] = set()
         self._duration_s: dict[str, float] = {}
+        self._next_deferral: dict[str, datetime] = {}
 
     @property
     def running(self) -> int:
@@ -87,16 +91,22 @@ class ConditionQueue:
         self._waiting_ids.add(order.order_id)
         return True
 
-    def defer_delay_s(self, creator: str, position: int) -> float:
-        """Return how long to release the `position`-th order (from 0) that did not fit.
+    def defer_until(self, creator: str, now: datetime) -> datetime:
+        """Return when an order that did not fit should be claimed again.
 
-        The estimate is the time the creator's queue needs to drain at the
-        creator's measured check duration, so a creator with slow endpoints
-        gets its orders back about when there is room for them.
+        The deferred orders of a creator get consecutive times, spaced by
+        the creator's measured check duration divided by its slots, after
+        the time its waiting orders need. So a creator with slow endpoints
+        gets each order back about when there is room for it, and the
+        orders are not claimed and released again and again meanwhile.
         """
         duration_s = self._duration_s.get(creator, FIRST_CHECK_S)
-        rounds = (self.max_waiting_per_creator + position) // self.per_creator + 1
-        return min(MAX_DEFER_S, max(MIN_DEFER_S, rounds * duration_s))
+        drain_s = (self.max_waiting_per_creator // self.per_creator + 1) * duration_s
+        earliest = now + timedelta(seconds=max(MIN_DEFER_S, drain_s))
+        latest = now + timedelta(seconds=MAX_DEFER_S)
+        slot = min(max(self._next_deferral.get(creator, earliest), earliest), latest)
+        self._next_deferral[creator] = slot + timedelta(seconds=duration_s / self.per_creator)
+        return slot
 
     async def close(self) -> list[DueRegularOrder]:
         """Wait for the running checks; return the orders still waiting, which were not checked."""

@@ -321,10 +321,8 @@ class RegularOrderProcessor:
         for order in orders:
             if self._conditions.submit(order):
                 continue
-            position = deferred_per_creator[order.creator]
-            delay_s = self._conditions.defer_delay_s(order.creator, position)
             deferred_per_creator[order.creator] += 1
-            deferred.append((order, now + timedelta(seconds=delay_s)))
+            deferred.append((order, self._conditions.defer_until(order.creator, now)))
         if not deferred:
             return
         await self.store.release_orders(deferred)
