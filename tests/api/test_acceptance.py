@@ -182,3 +182,26 @@ def test_serve_rejects_bad_setting(
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("database_url", "reason"),
+    [
+        ("postgresql://postgres@127.0.0.1:9/budstikke", "Connect call failed"),
+        (
+            "postgresql://postgres@127.0.0.1:5432/budstikke_no_such_database",
+            'database "budstikke_no_such_database" does not exist',
+        ),
+    ],
+)
+def test_migrate_reports_unusable_database_in_one_line(
+    tmp_path: Path, database_url: str, reason: str
+) -> None:
+    environment = cli_environment(tmp_path / "data", database_url=database_url)
+
+    result = run_cli("migrate", environment=environment, timeout_s=60)
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("budstikke: database unavailable (BUDSTIKKE_DATABASE_URL): ")
+    assert reason in line

@@ -49,5 +49,5 @@ async def pending_revisions(database: Database) -> list[str]:
         script = ScriptDirectory.from_config(alembic_config())
         return [rev.revision for rev in script.iterate_revisions("head", current)]
 
-    async with database.engine.connect() as connection:
+    async with translate_connection_errors(), database.engine.connect() as connection:
         return await connection.run_sync(compare)
