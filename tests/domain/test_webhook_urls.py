@@ -190,6 +190,23 @@ def test_registration_rejects_private_literal() -> None:
         check_endpoint_url("https://10.1.2.3/hooks", allow_http=False, policy=AddressPolicy())
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://[64:ff9b::a00:1]/hooks", "embedded 10.0.0.1"),
+        ("https://[2002:a9fe:a9fe::1]/hooks", "metadata address (embedded 169.254.169.254)"),
+        ("https://[::ffff:168.63.129.16]/hooks", "a cloud metadata address"),
+        ("https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hooks", "a private address"),
+    ],
+)
+def test_registration_rejects_tunnelled_literal(url: str, reason: str) -> None:
+    with pytest.raises(InvalidWebhookUrlError) as raised:
+        check_endpoint_url(url, allow_http=False, policy=AddressPolicy())
+
+    assert reason in str(raised.value)
+    assert "BUDSTIKKE_WEBHOOK_ALLOWED_NETWORKS" in str(raised.value)
+
+
 def test_registration_accepts_allowed_literal() -> None:
     policy = AddressPolicy(parse_networks("10.0.0.0/8"))
 
