@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -91,3 +92,28 @@ def test_worker_process_serves_metrics(tmp_path: Path) -> None:
     assert "budstikke_hand_offs_total" in text
     assert exit_code == 0, log_path.read_text()
     assert '"event": "metrics_listening"' in log_path.read_text()
+    assert '"event": "providers_configured"' in log_path.read_text()
+    assert '"sms_provider": "file"' in log_path.read_text()
+
+
+def test_worker_with_metrics_port_in_use_stops_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        environment = server_environment(tmp_path / "data", BUDSTIKKE_METRICS_PORT=str(port))
+
+        result = subprocess.run(
+            [budstikke_executable(), "worker"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert result.returncode == 2
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("budstikke:")]
+    assert f"BUDSTIKKE_METRICS_PORT: cannot listen on 127.0.0.1:{port}" in line
+    # It stopped before its loops started, so no work was claimed.
+    assert "worker_started" not in result.stderr

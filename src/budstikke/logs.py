@@ -236,6 +236,11 @@ def configure_logging(level: str, log_format: str) -> None:
     # aiosqlite logs every statement with its parameters at DEBUG: message
     # bodies (one-time codes among them) and phone numbers.
     logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # httpx logs the full URL of every request at INFO, and condition endpoint
+    # URLs can carry access tokens or personal data in their query strings.
+    # httpcore writes request details at DEBUG.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

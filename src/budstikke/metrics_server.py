@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from budstikke import __version__
 from budstikke.channels.base import Provider
 from budstikke.domain.statuses import Channel
+from budstikke.errors import ConfigurationError
 from budstikke.metrics import Metrics
 from budstikke.store.database import Database
 
@@ -53,7 +54,14 @@ async def start_metrics_server(
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, host, port, limit=MAX_REQUEST_HEAD_BYTES)
+    try:
+        server = await asyncio.start_server(handle, host, port, limit=MAX_REQUEST_HEAD_BYTES)
+    except OSError as error:
+        raise ConfigurationError(
+            "BUDSTIKKE_METRICS_PORT",
+            f"cannot listen on {host}:{port}: {error.strerror or error}. Choose a free port "
+            "(each worker on a machine needs its own), or 0 to turn the listener off.",
+        ) from error
     logger.info(
         "metrics listener started",
         extra={"event": "metrics_listening", "host": host, "port": port},

@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from budstikke.channels.base import Provider
 from budstikke.channels.registry import build_email_provider, build_sms_provider
@@ -65,6 +66,33 @@ def build_dispatcher(
     return dispatcher
 
 
+def log_providers(settings: Settings, database: Database) -> None:
+    """Log which kind of provider takes each channel, and warn of a file outbox on PostgreSQL."""
+    schemes = {
+        Channel.SMS: ("BUDSTIKKE_SMS_URL", urlsplit(settings.resolved_sms_url).scheme),
+        Channel.EMAIL: ("BUDSTIKKE_EMAIL_URL", urlsplit(settings.resolved_email_url).scheme),
+    }
+    logger.info(
+        "providers configured",
+        extra={
+            "event": "providers_configured",
+            **{f"{channel.value}_provider": scheme for channel, (_, scheme) in schemes.items()},
+        },
+    )
+    for channel, (variable, scheme) in schemes.items():
+        if scheme == "file" and not database.is_sqlite:
+            # A file outbox reports every message delivered, so a missing
+            # provider URL in a production deployment would go unnoticed.
+            logger.warning(
+                "messages go to a file outbox while the database is PostgreSQL",
+                extra={
+                    "event": "file_outbox_in_production",
+                    "channel": channel.value,
+                    "reason": f"{variable} is not set",
+                },
+            )
+
+
 async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) -> None:
     """Run the dispatch workers until SIGINT or SIGTERM."""
     database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
@@ -78,10 +106,7 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
     try:
-        await dispatcher.start_providers()
-        dispatcher.start_worker()
-        regular_processor = build_regular_processor(settings, database, on_stored=dispatcher.wake)
-        regular_processor.start()
+        # Listening first: a port in use stops the worker before it claims any work.
         if settings.metrics_port:
             metrics_server = await start_metrics_server(
                 metrics,
@@ -90,6 +115,11 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
                 host=settings.metrics_host,
                 port=settings.metrics_port,
             )
+        log_providers(settings, database)
+        await dispatcher.start_providers()
+        dispatcher.start_worker()
+        regular_processor = build_regular_processor(settings, database, on_stored=dispatcher.wake)
+        regular_processor.start()
         await stop.wait()
         logger.info("stop signal received", extra={"event": "stop_requested"})
     finally:

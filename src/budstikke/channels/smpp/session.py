@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from budstikke.channels.base import DeliveryReport
+from budstikke.channels.loop_headroom import LoopHeadroom
 from budstikke.channels.priority_slots import PrioritySlots, reserved_slots
 from budstikke.channels.smpp.errors import (
     BindError,
@@ -116,6 +117,7 @@ class SmppSession:
             settings.window, reserved_slots(settings.window, settings.instant_share)
         )
         self._receipt_slots = asyncio.Semaphore(MAX_CONCURRENT_RECEIPTS)
+        self.headroom = LoopHeadroom()
         self._closed = asyncio.Event()
         self._close_reason = ""
         self._bound = False
@@ -148,6 +150,7 @@ class SmppSession:
 
     def start(self) -> None:
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"{self.label} reader")
+        self._spawn(self.headroom.run_probe(), "event loop lag probe")
 
     # Requests.
 
@@ -208,12 +211,15 @@ class SmppSession:
         out and returns the PDU to write, so time-dependent fields such as the
         validity period are current. An exception from it propagates, and
         nothing is written. A regular `priority` leaves the share of the
-        window and rate kept for instant messages to them.
+        window and rate kept for instant messages to them, and waits while
+        the event loop runs late (see `LoopHeadroom`).
         """
         if self._closed.is_set():
             raise SessionClosedError(f"{self.label} is closed: {self._close_reason}", written=False)
         self.waiting += 1
         try:
+            if priority > Priority.INSTANT:
+                await self.headroom.wait()
             await self._window.acquire(priority)
         finally:
             self.waiting -= 1
