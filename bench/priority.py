@@ -1,10 +1,12 @@
 """Benchmark: instant orders while 100,000 regular SMS drain through the test SMSC.
 
     python bench/priority.py [--regular 100000] [--rate 400] [--database sqlite|postgresql]
+        [--roles single|split] [--pool-size 5]
 
-Runs three processes on 127.0.0.1: the test SMSC (delivery receipts on),
+Runs these processes on 127.0.0.1: the test SMSC (delivery receipts on),
 `budstikke serve` with its SMPP provider limited to --rate submits per
-second (the SMSC's rate), and this script. It seeds --regular regular SMS
+second (the SMSC's rate), or with --roles split an API-only `serve
+--no-workers` and a `budstikke worker`, and this script. It seeds --regular regular SMS
 orders straight into the database, due --idle-s seconds after the server
 is up, then sends instant SMS orders at --instant-rate per second the whole
 time. Before the backlog falls due it measures the instant hand-off latency
@@ -255,6 +257,8 @@ def summarise(
         "smsc_rate": arguments.rate,
         "instant_rate": arguments.instant_rate,
         "database": arguments.database,
+        "roles": arguments.roles,
+        "pool_size": arguments.pool_size,
         "instant_share": arguments.instant_share,
         "regular_handed_off": len(regular),
         "drain_rate_middle_80": round(drain_rate, 1),
@@ -300,9 +304,8 @@ async def measure(arguments: argparse.Namespace, folder: Path) -> dict[str, Any]
         "BUDSTIKKE_LOG_LEVEL": "WARNING",
         "BUDSTIKKE_PORT": str(api_port),
         "BUDSTIKKE_WORKER_POLL_INTERVAL_S": "0.2",
-        # 32 hand-offs and up to 64 receipts per bind run at once; the default
-        # of 5 (+5) PostgreSQL connections made them time out waiting.
-        "BUDSTIKKE_DATABASE_POOL_SIZE": "40",
+        # Each process opens up to twice this many PostgreSQL connections.
+        "BUDSTIKKE_DATABASE_POOL_SIZE": str(arguments.pool_size),
     }
     (folder / "data").mkdir()
     print(f"seeding {arguments.regular} regular orders ...", flush=True)
@@ -310,10 +313,14 @@ async def measure(arguments: argparse.Namespace, folder: Path) -> dict[str, Any]
     server_up = datetime.now(UTC) + timedelta(seconds=20)
     await schedule(database_url, server_up + timedelta(seconds=arguments.idle_s))
     smsc_args = [sys.executable, str(Path(__file__)), "--smsc-port", str(smsc_port)]
-    with (
-        process(smsc_args, env, folder / "smsc.log") as smsc,
-        process([str(BIN / "budstikke"), "serve"], env, folder / "serve.log") as server,
-    ):
+    serve_args = [str(BIN / "budstikke"), "serve"]
+    with contextlib.ExitStack() as processes:
+        smsc = processes.enter_context(process(smsc_args, env, folder / "smsc.log"))
+        if arguments.roles == "split":
+            serve_args.append("--no-workers")
+            worker_args = [str(BIN / "budstikke"), "worker"]
+            processes.enter_context(process(worker_args, env, folder / "worker.log"))
+        server = processes.enter_context(process(serve_args, env, folder / "serve.log"))
         wait_for_port(smsc_port, smsc)
         wait_for_port(api_port, server)
         await asyncio.sleep(max(0.0, (server_up - datetime.now(UTC)).total_seconds()))
@@ -373,6 +380,20 @@ def main() -> None:
     parser.add_argument("--instant-share", type=float, default=0.05)
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle phase before the drain")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--roles",
+        choices=["single", "split"],
+        default="single",
+        help="single: one `budstikke serve` process. split: `budstikke serve --no-workers` "
+        "for the API and one `budstikke worker` process",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=5,
+        help="PostgreSQL connections per process (BUDSTIKKE_DATABASE_POOL_SIZE); each process "
+        "may open twice as many, and the server's max_connections is shared with other clients",
+    )
     parser.add_argument(
         "--postgres-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",

@@ -245,3 +245,37 @@ def test_text_logs_are_the_default_format() -> None:
     line = result.stderr.strip()
     assert " INFO budstikke.test ready event=ready port=1" in line
     assert not line.startswith("{")
+
+
+def test_httpx_request_urls_not_logged() -> None:
+    # One real request to a loopback server at each log level. Without a
+    # WARNING level on its logger, httpx writes the URL and query at INFO.
+    script = (
+        "import http.server, logging, threading\n"
+        "import httpx\n"
+        "from budstikke.logs import configure_logging\n"
+        "class Handler(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200)\n"
+        "        self.send_header('Content-Length', '0')\n"
+        "        self.end_headers()\n"
+        "    def log_message(self, *args):\n"
+        "        pass\n"
+        "server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)\n"
+        "threading.Thread(target=server.serve_forever, daemon=True).start()\n"
+        "url = f'http://127.0.0.1:{server.server_port}/check?token=secret-token-1'\n"
+        "for level in ('INFO', 'DEBUG'):\n"
+        "    configure_logging(level, 'text')\n"
+        "    assert httpx.get(url, timeout=10).status_code == 200\n"
+        "    logging.getLogger('budstikke.test').info('checked at %s', level)\n"
+        "server.shutdown()\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+
+    assert "budstikke.test checked at INFO" in result.stderr
+    assert "budstikke.test checked at DEBUG" in result.stderr
+    assert "secret-token-1" not in result.stderr
+    assert "/check" not in result.stderr
