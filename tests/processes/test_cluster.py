@@ -33,6 +33,9 @@ from tests.processes.orders import (
 
 pytestmark = pytest.mark.slow
 
+# SIGKILLs of a worker in the crash test, spread over the placing of its orders.
+KILLS = 6
+
 
 def create_key(cluster: Cluster) -> str:
     result = subprocess.run(
@@ -214,6 +217,19 @@ async def test_two_apis_three_workers_send_each_once(
     assert set(exit_codes.values()) == {0}
 
 
+async def wait_orders_stored(database_url: str, at_least: int) -> int:
+    """Wait until at least `at_least` orders are stored; returns the number stored then."""
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        while True:
+            stored = int(await connection.fetchval("SELECT count(*) FROM orders"))
+            if stored >= at_least:
+                return stored
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+
+
 async def test_killed_workers_lose_nothing(tmp_path: Path, postgres_template: str) -> None:
     count = 1_000
     orders = [build_order(index) for index in range(count)]
@@ -225,15 +241,23 @@ async def test_killed_workers_lose_nothing(tmp_path: Path, postgres_template: st
             workers = [cluster.worker(f"w{index}") for index in range(2)]
             chaos = random.Random(7)
 
-            async def kill_workers_repeatedly() -> int:
-                kills = 0
-                for round_number in range(6):
-                    await asyncio.sleep(0.7)
+            async def kill_workers_repeatedly() -> list[int]:
+                """Kill a worker each time another 1/(KILLS + 1) of the orders is stored.
+
+                Returns the number of stored orders at each kill. Kills follow
+                the progress, not the clock, so they fall among the orders
+                however fast this machine places them.
+                """
+                stored_at_kills = []
+                for round_number in range(KILLS):
+                    stored = await wait_orders_stored(
+                        url, count * (round_number + 1) // (KILLS + 1)
+                    )
                     victim = workers.pop(chaos.randrange(len(workers)))
                     victim.kill_hard()
-                    kills += 1
+                    stored_at_kills.append(stored)
                     workers.append(cluster.worker(f"r{round_number}"))
-                return kills
+                return stored_at_kills
 
             async with asyncio.TaskGroup() as group:
                 placing = group.create_task(
@@ -247,7 +271,7 @@ async def test_killed_workers_lose_nothing(tmp_path: Path, postgres_template: st
                     )
                 )
                 killing = group.create_task(kill_workers_repeatedly())
-            (placed, entries), kills = placing.result(), killing.result()
+            (placed, entries), stored_at_kills = placing.result(), killing.result()
             sent_ids, sent_recipients = outbox_counts(cluster)
             by_order = await notifications_by_order(url)
 
@@ -255,8 +279,9 @@ async def test_killed_workers_lose_nothing(tmp_path: Path, postgres_template: st
     reclaimed = sum(row["outcome_unknown_count"] for row in rows)
     duplicates = sum(times - 1 for times in sent_ids.values())
     outcomes = Counter(final_outcome(item.order, entries[str(item.shipment_id)]) for item in placed)
-    print(f"kills={kills} reclaimed={reclaimed} duplicates={duplicates}")
+    print(f"orders stored at kills={stored_at_kills} reclaimed={reclaimed} duplicates={duplicates}")
 
+    assert len(stored_at_kills) == KILLS
     assert Counter(item.status for item in placed) == {201: count}
     assert outcomes == Counter(expected_outcome(order) for order in orders)
     # A regular order whose worker died is claimed again after its lease, and
