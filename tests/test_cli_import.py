@@ -99,3 +99,60 @@ def test_unknown_csv_column_is_named(server: ServeProcess, api_key: str, tmp_pat
     code, _stdout, stderr = run_import(server, api_key, path)
     assert code == 2
     assert "unknown CSV column(s) phone" in stderr
+
+
+def test_csv_row_field_count_checked(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "idempotencyId,phoneNumber,body\n"
+        "count-1,+4799999991,Hello, your case was updated\n"
+        'count-2,+4799999992,"Hello, your case was updated"\n'
+        "count-3,+4799999993\n"
+    )
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 1
+    assert stdout.startswith("1 created, 0 already present, 2 failed")
+    assert "line 2: 4 fields where the header has 3 columns; put a value" in stderr
+    assert "in double quotes" in stderr
+    assert "line 3" not in stderr
+    assert "line 4: 2 fields where the header has 3 columns; give every column" in stderr
+    rejected = {
+        "idempotencyId": "count-1",
+        "recipient": {
+            "recipientSms": {
+                "phoneNumber": "+4799999991",
+                "smsSettings": {"body": "Hello, your case was updated"},
+            }
+        },
+    }
+    response = httpx.post(
+        f"{server.url}{API}/orders", json=rejected, headers={"Authorization": f"Bearer {api_key}"}
+    )
+    assert response.status_code == 201
+
+
+def test_csv_with_byte_order_mark(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    text = "idempotencyId,phoneNumber,body\r\nbom-1,+4799999991,Hei på deg\r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 0, stderr
+    assert stdout.startswith("1 created, 0 already present, 0 failed")
+
+
+def test_windows_1252_file_rejected(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    path = tmp_path / "ansi.csv"
+    text = "idempotencyId,phoneNumber,body\r\nansi-1,+4799999991,Hei på deg\r\n"
+    path.write_bytes(text.encode("cp1252"))
+    offset = text.index("å")
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 2
+    assert stdout == ""
+    assert f"{path}: line 2 is not valid UTF-8 (byte 0xe5 at offset {offset})" in stderr
+    assert "save the file as UTF-8" in stderr

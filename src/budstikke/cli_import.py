@@ -7,13 +7,18 @@ are not sent twice, and only the missing ones are created.
 JSON Lines: one request body of `POST /notifications/api/v1/future/orders`
 per line, reminders included. CSV: a header row and one order per row, with
 the columns listed in CSV_COLUMNS; a row names `phoneNumber` for an SMS or
-`emailAddress` (with `subject`) for an email.
+`emailAddress` (with `subject`) for an email. A CSV value that contains a
+comma or a line break must be in double quotes, and a row with more or fewer
+fields than the header is rejected. Both formats are read as UTF-8, with or
+without a byte order mark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import csv
+import io
 import json
 import sys
 import time
@@ -66,21 +71,61 @@ class ImportTally:
 
 def read_orders(path: Path, file_format: str) -> Iterator[OrderLine]:
     """Yield the orders of a file, with the line number that error messages name."""
-    with path.open(encoding="utf-8", newline="") as file:
-        if file_format == "jsonl":
-            for number, text in enumerate(file, start=1):
-                if text.strip():
-                    yield parse_json_line(number, text)
-            return
-        reader = csv.DictReader(file)
-        unknown = set(reader.fieldnames or ()) - set(CSV_COLUMNS)
-        if unknown:
-            raise click.UsageError(
-                f"{path}: unknown CSV column(s) {', '.join(sorted(unknown))}; the columns are "
-                f"{', '.join(CSV_COLUMNS)}"
-            )
-        for row in reader:
-            yield OrderLine(reader.line_num, order_from_row(row))
+    text = io.StringIO(read_utf8(path), newline="")
+    if file_format == "jsonl":
+        for number, line in enumerate(text, start=1):
+            if line.strip():
+                yield parse_json_line(number, line)
+        return
+    reader = csv.reader(text)
+    header = next(reader, [])
+    unknown = set(header) - set(CSV_COLUMNS)
+    if unknown:
+        raise click.UsageError(
+            f"{path}: unknown CSV column(s) {', '.join(sorted(unknown))}; the columns are "
+            f"{', '.join(CSV_COLUMNS)}"
+        )
+    for values in reader:
+        if not values:
+            continue
+        if len(values) != len(header):
+            # An unquoted comma in a body adds a field, and matching the values to
+            # the header would then send "Hello, your case" as "Hello".
+            yield OrderLine(reader.line_num, None, describe_field_count(len(values), len(header)))
+            continue
+        yield OrderLine(reader.line_num, order_from_row(dict(zip(header, values, strict=True))))
+
+
+def read_utf8(path: Path) -> str:
+    """Read a UTF-8 file without the byte order mark that Excel writes.
+
+    Raises click.UsageError naming the line and offset of the first byte
+    that is not UTF-8, such as a Windows-1252 "å".
+    """
+    data = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise click.UsageError(
+            f"{path}: line {line} is not valid UTF-8 (byte 0x{data[offset]:02x} at offset "
+            f'{offset}); save the file as UTF-8, e.g. as "CSV UTF-8" in Excel'
+        ) from None
+
+
+def describe_field_count(found: int, expected: int) -> str:
+    if found > expected:
+        return (
+            f"{found} fields where the header has {expected} columns; put a value that "
+            'contains a comma in double quotes, e.g. "Hello, your case was updated"'
+        )
+    return (
+        f"{found} fields where the header has {expected} columns; give every column, with "
+        "empty cells as nothing between two commas, and put a value that contains a line "
+        "break in double quotes"
+    )
 
 
 def parse_json_line(number: int, text: str) -> OrderLine:
@@ -93,7 +138,7 @@ def parse_json_line(number: int, text: str) -> OrderLine:
     return OrderLine(number, body)
 
 
-def order_from_row(row: dict[str, str | None]) -> dict[str, Any]:
+def order_from_row(row: dict[str, str]) -> dict[str, Any]:
     """Build a request body from a CSV row; empty cells mean absent."""
     cell = {name: (value or "").strip() for name, value in row.items() if name}
     body: dict[str, Any] = {"idempotencyId": cell.get("idempotencyId", "")}
