@@ -44,8 +44,8 @@ async def test_reader_resuming_from_last_seq_misses_nothing(database: Database) 
         async with database.write() as connection:
             await complete_order_if_final(connection, second.order_id, NOW)
 
-    # The second writer must not wait for the idle one: while it waits, it
-    # holds a pooled connection, and under load every connection ends up so.
+    # The second writer must not wait for the idle one. A waiting writer keeps
+    # its pooled connection, so under load such waits take every connection.
     await asyncio.wait_for(complete_second(), timeout=5)
     seen_while_open = await read_feed(
         database, creator="ttd", after_seq=0, page_size=10, descending=False
