@@ -10,7 +10,9 @@ neither rule, because both need at least 11 digits.
 
 Only the check digits are tested, not the date in an identity number, so
 about one in 120 random 11-digit numbers matches; the guard prefers a
-rejected message over a leaked number.
+rejected message over a leaked number. For the same reason a text with more
+groups of digits in long numbers than the guard checks is rejected too,
+which bounds the time one message can take to check.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from enum import StrEnum
 
 # Runs of ASCII digits, in groups separated by one space, no-break space or hyphen.
 DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ \u00a0-][0-9]+)*(?![0-9])")
+# The same runs with 11 or more digits. Shorter runs match neither rule, and
+# skipping them in the regular expression keeps many short numbers quick to scan.
+LONG_DIGIT_RUN = re.compile(
+    r"(?<![0-9])(?=[0-9](?:[ \u00a0-]?[0-9]){10})[0-9]+(?:[ \u00a0-][0-9]+)*(?![0-9])"
+)
+GROUP_SEPARATORS = (" ", "\u00a0", "-")
 GROUP_SEPARATOR = re.compile(r"[ \u00a0-]")
 
 IDENTITY_NUMBER_LENGTH = 11
@@ -36,6 +44,9 @@ MIN_CARD_DIGITS = 13
 MAX_CARD_DIGITS = 19
 # Printed card numbers have 1 to 5 groups (4-4-4-4, 4-6-5, 4-4-4-4-3).
 MAX_CARD_GROUPS = 5
+# Each group of a long run costs a few microseconds to check, so this many
+# take a few tens of milliseconds; a message written for people has far fewer.
+MAX_CHECKED_GROUPS = 10_000
 # The Luhn value of a digit in an even position from the right: doubled, minus 9 above 9.
 LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
@@ -43,6 +54,7 @@ LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 class SensitiveRule(StrEnum):
     NATIONAL_IDENTITY_NUMBER = "national_identity_number"
     PAYMENT_CARD_NUMBER = "payment_card_number"
+    TOO_MANY_NUMBERS = "too_many_numbers"
 
 
 RULE_DESCRIPTIONS = {
@@ -50,6 +62,8 @@ RULE_DESCRIPTIONS = {
     "(11 digits with valid check digits)",
     SensitiveRule.PAYMENT_CARD_NUMBER: "a payment card number (13 to 19 digits that pass the "
     "Luhn check)",
+    SensitiveRule.TOO_MANY_NUMBERS: f"more long numbers than the guard checks (over "
+    f"{MAX_CHECKED_GROUPS:,} groups of digits in numbers of 11 digits or more)",
 }
 
 
@@ -68,8 +82,13 @@ class SensitiveMatch:
 
 def find_sensitive_content(text: str) -> SensitiveMatch | None:
     """Return the first identity or card number in the text, or None."""
-    for run in DIGIT_RUN.finditer(text):
-        groups = GROUP_SEPARATOR.split(run.group())
+    checked_groups = 0
+    for run in LONG_DIGIT_RUN.finditer(text):
+        digits = run.group()
+        checked_groups += 1 + sum(map(digits.count, GROUP_SEPARATORS))
+        if checked_groups > MAX_CHECKED_GROUPS:
+            return SensitiveMatch(SensitiveRule.TOO_MANY_NUMBERS, run.start(), run.end())
+        groups = GROUP_SEPARATOR.split(digits)
         rule = match_identity_number(groups) or match_card_number(groups)
         if rule is not None:
             return SensitiveMatch(rule, run.start(), run.end())
