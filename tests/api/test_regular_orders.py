@@ -158,6 +158,16 @@ async def test_key_of_instant_order_replays(running_app: RunningApp) -> None:
             "BUDSTIKKE_CONDITION_ALLOWED_NETWORKS",
         ),
         (
+            regular_order(conditionEndpoint="http://2130706433:9/x"),
+            "conditionEndpoint",
+            "a loopback address",
+        ),
+        (
+            regular_order(conditionEndpoint="http://0xa.1/x"),
+            "conditionEndpoint",
+            "a private address",
+        ),
+        (
             regular_order(conditionEndpoint="http://localhost:9/x"),
             "conditionEndpoint",
             "a loopback address",

@@ -9,6 +9,7 @@ with its own recipient and either `delayDays` or `requestedSendTime`.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -207,7 +208,7 @@ def describe_endpoint_problem(url: str, policy: AddressPolicy) -> str | None:
         # Resolvers answer these names with loopback addresses only.
         addresses: tuple[IPAddress, ...] = LOOPBACK_ADDRESSES
     else:
-        address = literal_address(host)
+        address = literal_address(host) or legacy_ipv4_address(host)
         if address is None:
             return None
         addresses = (address,)
@@ -219,6 +220,20 @@ def describe_endpoint_problem(url: str, policy: AddressPolicy) -> str | None:
         "Use a public address, or ask the operator to add its network to "
         "BUDSTIKKE_CONDITION_ALLOWED_NETWORKS."
     )
+
+
+def legacy_ipv4_address(host: str) -> ipaddress.IPv4Address | None:
+    """Return the address of a host that inet_aton reads as IPv4, such as 2130706433 or 127.1.
+
+    glibc's getaddrinfo reads these forms as addresses without a DNS query,
+    so they are checked like IP literals.
+    """
+    if not host or host.strip("0123456789abcdefx."):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def read_recipient(
