@@ -83,3 +83,72 @@ def test_purge_counts_and_rejects_bad_age(tmp_path: Path) -> None:
     assert purged.stdout.startswith("removed 0 orders")
     assert bad_age.returncode == 2
     assert "for example 90d" in bad_age.stderr
+
+
+def test_limits_set_rejects_bad_rates(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data", rate_limit_per_s="50")
+
+    results = {
+        rate: run_cli("limits", "set", "--creator", "ttd", "--rate", rate, environment=environment)
+        for rate in ("nan", "inf", "-1", "1e400", "fast", "0")
+    }
+    shown = run_cli("limits", "show", "--creator", "ttd", environment=environment)
+
+    for rate in ("nan", "inf", "-1", "1e400", "fast"):
+        assert results[rate].returncode == 2, rate
+        assert f"'{rate}' is not a rate; give a positive number" in results[rate].stderr, rate
+    assert results["0"].returncode == 2
+    assert "a rate of 0 means no limit; give none to remove the limit" in results["0"].stderr
+    assert "rate                       50 new orders/s  [default]" in shown.stdout.splitlines()
+
+
+def test_limits_set_rate_none_removes_limit(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data", rate_limit_per_s="50")
+
+    unlimited = run_cli(
+        "limits", "set", "--creator", "ttd", "--rate", "none", environment=environment
+    )
+    slow = run_cli("limits", "set", "--creator", "ttd", "--rate", "0.5", environment=environment)
+
+    assert unlimited.returncode == 0, unlimited.stderr
+    assert "rate                       no limit  [set for this creator]" in unlimited.stdout
+    assert slow.returncode == 0, slow.stderr
+    assert "rate                       0.5 new orders/s  [set for this creator]" in slow.stdout
+
+
+def test_limits_set_sms_countries_none(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data")
+
+    empty = run_cli(
+        "limits", "set", "--creator", "ttd", "--sms-countries", "", environment=environment
+    )
+    commas = run_cli(
+        "limits", "set", "--creator", "ttd", "--sms-countries", " , ", environment=environment
+    )
+    blocked = run_cli(
+        "limits", "set", "--creator", "ttd", "--sms-countries", "none", environment=environment
+    )
+    shown = run_cli("limits", "show", "--creator", "ttd", environment=environment)
+
+    assert empty.returncode == 2
+    assert "'' lists no country calling code" in empty.stderr
+    assert "or none to reject every SMS of this creator" in empty.stderr
+    assert commas.returncode == 2
+    assert "' , ' lists no country calling code" in commas.stderr
+    assert blocked.returncode == 0, blocked.stderr
+    assert "SMS countries              none (no country)  [set for this creator]" in blocked.stdout
+    assert "note: every SMS order of ttd is now rejected with 400" in blocked.stderr
+    assert "SMS countries              none (no country)  [set for this creator]" in shown.stdout
+
+
+def test_purge_rejects_ambiguous_minutes(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data")
+
+    month = run_cli("purge", "--older-than", "1m", "--dry-run", environment=environment)
+    minutes = run_cli("purge", "--older-than", "30min", "--dry-run", environment=environment)
+
+    assert month.returncode == 2
+    assert "'1m' is ambiguous: write 1min for minutes" in month.stderr
+    assert "units are s, min, h, d (days) or w (weeks)" in month.stderr
+    assert minutes.returncode == 0, minutes.stderr
+    assert minutes.stdout.startswith("would remove 0 orders")

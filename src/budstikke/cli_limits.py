@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from datetime import UTC, datetime
 
@@ -26,6 +27,44 @@ OPTION_OF_FIELD = {
     "sensitive_guard": "sensitive-guard",
 }
 FIELD_OF_OPTION = {option: name for name, option in OPTION_OF_FIELD.items()}
+# The explicit word for "no rate limit" and for "no SMS countries". A bare 0
+# reads as "no orders" and an empty list as "no restriction", the opposite of
+# what each would store, so both are rejected.
+NONE_WORD = "none"
+
+
+class RateType(click.ParamType[float, object]):
+    """New orders per second: a positive finite number, or `none` for no limit (stored as 0)."""
+
+    name = "rate"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text == NONE_WORD:
+            return 0.0
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = math.nan
+        if rate == 0:
+            self.fail(
+                f"{value!r} would read as no orders, but a rate of 0 means no limit; give "
+                f"{NONE_WORD} to remove the limit, or a positive number of new orders per second",
+                param,
+                ctx,
+            )
+        if not math.isfinite(rate) or rate < 0:
+            self.fail(
+                f"{value!r} is not a rate; give a positive number of new orders per second, "
+                f"such as 50 or 0.5, or {NONE_WORD} for no limit",
+                param,
+                ctx,
+            )
+        return rate
 
 
 def check_creator(creator: str) -> str:
@@ -42,10 +81,18 @@ def read_countries(
 ) -> SmsCountries | None:
     if value is None:
         return None
+    if value.strip().lower() == NONE_WORD:
+        return SmsCountries(frozenset())
     try:
-        return parse_sms_countries(value)
+        countries = parse_sms_countries(value)
     except InvalidCountryCodesError as error:
         raise click.BadParameter(str(error)) from None
+    if not countries.codes and not countries.every_country:
+        raise click.BadParameter(
+            f"{value!r} lists no country calling code; give codes such as 47,46, "
+            f"* for every country, or {NONE_WORD} to reject every SMS of this creator"
+        )
+    return countries
 
 
 def describe_limits(creator: str, limits: CreatorLimits, overrides: LimitOverrides) -> list[str]:
@@ -57,13 +104,14 @@ def describe_limits(creator: str, limits: CreatorLimits, overrides: LimitOverrid
     def count(value: int, unit: str) -> str:
         return "no limit" if value == 0 else f"{value} {unit}"
 
+    countries = str(limits.sms_countries)
     rate = "no limit" if limits.rate_per_s == 0 else f"{limits.rate_per_s:g} new orders/s"
     values = {
         "rate_per_s": rate,
         "burst": f"{limits.burst} orders",
         "per_recipient_10min": count(limits.per_recipient_10min, "instant messages"),
         "per_recipient_day": count(limits.per_recipient_day, "instant messages"),
-        "sms_countries": f"{limits.sms_countries} ({limits.sms_countries.describe()})",
+        "sms_countries": f"{countries or NONE_WORD} ({limits.sms_countries.describe()})",
         "sensitive_guard": "on" if limits.sensitive_guard else "off",
     }
     labels = {
@@ -95,8 +143,8 @@ def limits() -> None:
 @click.option("--creator", required=True, help="Organisation whose limits change, e.g. ttd.")
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
-    help="New orders per second on average, shared by all processes; 0: no limit.",
+    type=RateType(),
+    help=f"New orders per second on average, shared by all processes; {NONE_WORD}: no limit.",
 )
 @click.option(
     "--burst", type=click.IntRange(min=1), help="New orders at once before the rate applies."
@@ -114,7 +162,8 @@ def limits() -> None:
 @click.option(
     "--sms-countries",
     callback=read_countries,
-    help="Country calling codes SMS may go to, comma-separated (47,46), or * for all.",
+    help=f"Country calling codes SMS may go to, comma-separated (47,46); * for all, "
+    f"{NONE_WORD} to reject every SMS.",
 )
 @click.option(
     "--sensitive-guard",
@@ -166,6 +215,12 @@ def limits_set(
     )
     effective = overrides.apply_to(settings.default_limits)
     click.echo("\n".join(describe_limits(creator, effective, overrides)))
+    if not effective.sms_countries.codes and not effective.sms_countries.every_country:
+        click.echo(
+            f"note: every SMS order of {creator} is now rejected with 400; allow countries "
+            "again with --sms-countries 47 or --reset sms-countries",
+            err=True,
+        )
 
 
 @limits.command("show")
@@ -187,7 +242,8 @@ def limits_show(creator: str) -> None:
     "--older-than",
     "older_than",
     required=True,
-    help="Age of the orders to remove, from their creation: 90d, 12h, 30m or 45s.",
+    help="Age of the orders to remove, from their creation: a whole number and a unit, "
+    "s, min, h, d (days) or w (weeks), such as 90d, 12h or 30min.",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be removed and remove nothing.")
 def purge(older_than: str, dry_run: bool) -> None:
