@@ -8,9 +8,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from textwrap import wrap
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,6 +24,9 @@ from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
 from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
 from budstikke.logs import configure_logging
+
+if TYPE_CHECKING:
+    from budstikke.store.database import Database
 
 T = TypeVar("T")
 DEFAULT_SCOPE = "altinn:serviceowner/notifications.create"
@@ -350,19 +354,86 @@ def apikey_list() -> None:
 
 
 @apikey.command("revoke")
-@click.argument("key_id")
-def apikey_revoke(key_id: str) -> None:
-    """Revoke the API key with id KEY_ID; running servers refuse it within 1 s."""
+@click.argument("key")
+def apikey_revoke(key: str) -> None:
+    """Revoke the API key KEY; running servers refuse it within 1 s.
+
+    KEY is the key's id from `budstikke apikey list`, the key itself
+    (bsk_<prefix>_<secret>), or its prefix with or without "bsk_", at least
+    4 of its 12 hex characters. A prefix must match exactly one active key.
+    """
     from budstikke.store.api_keys import revoke_api_key
 
+    reference = parse_key_reference(key)
+
+    async def resolve_and_revoke(database: Database) -> uuid.UUID:
+        key_id = await resolve_key_id(database, reference)
+        if not await revoke_api_key(database, key_id, datetime.now(UTC)):
+            raise click.ClickException(f"no active API key with id {key_id}")
+        return key_id
+
+    revoked = with_database(resolve_and_revoke)
+    click.echo(f"revoked {revoked}")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReference:
+    """A key reference given to `apikey revoke`: an id, a whole key, or a prefix start."""
+
+    key_id: uuid.UUID | None = None
+    whole_key: str | None = None
+    prefix_start: str = ""
+
+
+def parse_key_reference(text: str) -> KeyReference:
+    from budstikke.store.api_keys import KEY_MARKER, PREFIX_BYTES, split_key
+
+    text = text.strip()
     try:
-        parsed = uuid.UUID(key_id)
+        return KeyReference(key_id=uuid.UUID(text))
     except ValueError:
-        raise click.BadParameter(
-            f"{key_id!r} is not a key id (a UUID from `budstikke apikey list`)", param_hint="KEY_ID"
-        ) from None
-    revoked = with_database(lambda database: revoke_api_key(database, parsed, datetime.now(UTC)))
-    if not revoked:
-        click.echo(f"budstikke: no active API key with id {key_id}", err=True)
-        sys.exit(1)
-    click.echo(f"revoked {key_id}")
+        pass
+    prefix = split_key(text)
+    if prefix is not None and not text.endswith("_"):
+        return KeyReference(whole_key=text, prefix_start=prefix)
+    # A key shown cut short, as in "bsk_3f9a0c12be47..." or "bsk_3f9a0c12be47_".
+    shown = text.rstrip(".…_").removeprefix(f"{KEY_MARKER}_").lower()
+    if 4 <= len(shown) <= PREFIX_BYTES * 2 and all(c in "0123456789abcdef" for c in shown):
+        return KeyReference(prefix_start=shown)
+    raise click.BadParameter(
+        f"{text[:16]!r} is not a key id, a key or a key prefix; give the UUID or the "
+        f"prefix from `budstikke apikey list`, or the key ({KEY_MARKER}_<prefix>_<secret>)",
+        param_hint="KEY",
+    )
+
+
+async def resolve_key_id(database: Database, reference: KeyReference) -> uuid.UUID:
+    """Return the id of the one active key that `reference` names, or raise ClickException."""
+    from budstikke.store.api_keys import find_api_keys_by_prefix, key_matches_hash, read_secret_hash
+
+    if reference.key_id is not None:
+        return reference.key_id
+    matches = await find_api_keys_by_prefix(database, reference.prefix_start)
+    active = [record for record in matches if record.revoked_at is None]
+    if not active:
+        revoked = ", ".join(f"{record.id} ({record.prefix})" for record in matches)
+        already = f"; already revoked: {revoked}" if revoked else ""
+        raise click.ClickException(
+            f"no active API key has a prefix starting with {reference.prefix_start}{already}"
+        )
+    if len(active) > 1:
+        listed = ", ".join(f"{record.id} ({record.prefix}, {record.creator})" for record in active)
+        raise click.ClickException(
+            f"{len(active)} active API keys have a prefix starting with {reference.prefix_start}: "
+            f"{listed}; give the whole prefix or the id"
+        )
+    [record] = active
+    if reference.whole_key is not None:
+        secret_hash = await read_secret_hash(database, record.id)
+        if secret_hash is None or not key_matches_hash(reference.whole_key, secret_hash):
+            raise click.ClickException(
+                f"the key does not match the stored key with prefix {record.prefix}; check that "
+                f"it was copied whole, or revoke by its prefix: budstikke apikey revoke "
+                f"{record.prefix}"
+            )
+    return record.id

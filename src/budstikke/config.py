@@ -131,11 +131,12 @@ class Settings(BaseSettings):
         description="OTP verifications one creator may create for one recipient in any hour.",
     )
     otp_failed_check_limit_per_hour: int = Field(
-        default=100,
+        default=20,
         ge=1,
         le=10_000_000,
-        description="Wrong OTP codes one creator's checks may submit in any hour; beyond it "
-        "every check of that creator is rejected with 429 until the hour has passed.",
+        description="Wrong OTP codes one creator's verifications for one recipient may get in "
+        "any hour; beyond it every check of that creator's verifications for that recipient "
+        "is rejected with 429 until the hour has passed. Other recipients are not affected.",
     )
     jwt_issuer: str = Field(default="", description="Required `iss` of JWTs; empty: not checked.")
     jwt_audience: str = Field(default="", description="Required `aud` of JWTs; empty: not checked.")

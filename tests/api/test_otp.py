@@ -321,13 +321,13 @@ async def test_email_recipient_limit_ignores_letter_case(
     assert second.status_code == 429
 
 
-async def test_failed_checks_per_creator_are_limited(
+async def test_failed_checks_per_recipient_are_limited(
     settings: Settings, clock: FrozenClock
 ) -> None:
     limited = settings.model_copy(update={"otp_failed_check_limit_per_hour": 3})
     async with otp_app(limited, clock) as app:
         first, first_code = await new_verification(app)
-        second, second_code = await new_verification(app, phone="+4798888888")
+        second, second_code = await new_verification(app)
         for _ in range(2):
             await check(app, first, wrong_code(first_code))
             clock.advance(10)
@@ -335,6 +335,8 @@ async def test_failed_checks_per_creator_are_limited(
         clock.advance(10)
 
         refused = await check(app, second, second_code)
+        other_number, other_number_code = await new_verification(app, phone="+4798888888")
+        other_number_check = await check(app, other_number, other_number_code)
         other = await app.new_key("other")
         theirs_id = (await create(app, other, idempotency_id="o")).json()["verificationId"]
         theirs = await check(app, theirs_id, last_code(app), key=other)
@@ -343,17 +345,44 @@ async def test_failed_checks_per_creator_are_limited(
         clock.advance(3600 - 30 - 1)
         still_refused = await check(app, second, second_code)
         clock.advance(1)
-        later, later_code = await new_verification(app, phone="+4797777777")
+        later, later_code = await new_verification(app)
         after_hour = await check(app, later, later_code)
 
     assert refused.status_code == 429
     assert refused.json()["code"] == "BSK-00001"
+    assert refused.json()["detail"] == (
+        "This recipient's verifications from this creator had 3 wrong codes in the last hour, "
+        "the most allowed. Retry after 3570 s."
+    )
     assert refused.headers["retry-after"] == str(3600 - 30)
     assert state["remainingAttempts"] == 4  # a refused check uses no attempt
+    assert other_number_check.json()["status"] == "approved"
     assert theirs.json()["status"] == "approved"
     assert still_refused.status_code == 200  # expired by now: no attempt, so no limit applies
     assert still_refused.json()["status"] == "expired"
     assert after_hour.json() == {"status": "approved", "remainingAttempts": 4}
+
+
+async def test_attack_on_two_numbers_spares_others(app: RunningApp, clock: FrozenClock) -> None:
+    # An attacker's 20 verifications with 5 wrong codes each, on two numbers:
+    # 100 wrong codes from one creator in one hour.
+    answers: dict[str, list[int]] = {"+4791111111": [], "+4792222222": []}
+    for number in range(20):
+        phone = list(answers)[number % 2]
+        verification_id, code = await new_verification(
+            app, phone=phone, idempotency_id=f"attack-{number}"
+        )
+        for _ in range(5):
+            answers[phone].append((await check(app, verification_id, wrong_code(code))).status_code)
+        clock.advance(1)
+
+    user, user_code = await new_verification(app, phone="+4793333333", idempotency_id="user")
+    user_check = await check(app, user, user_code)
+
+    assert user_check.json() == {"status": "approved", "remainingAttempts": 4}
+    # Each attacked number gets the default 20 wrong codes, then only 429.
+    for phone, statuses in answers.items():
+        assert statuses == [200] * 20 + [429] * 30, phone
 
 
 # Every wrong code counts once, whatever its length or padding.

@@ -93,6 +93,27 @@ async def test_concurrent_wrong_codes_are_counted_exactly(
     assert (await check(second, verification_id, code)).json()["status"] == "max_attempts_reached"
 
 
+async def test_concurrent_wrong_codes_respect_the_recipient_limit(settings: Settings) -> None:
+    limited = settings.model_copy(update={"otp_failed_check_limit_per_hour": 3})
+    async with running_pair(limited) as (first, second):
+        verifications = []
+        for number in range(2):
+            created = await create(first, idempotency_id=f"limit-race-{number}")
+            verifications.append((created.json()["verificationId"], last_code(first)))
+
+        answers = await asyncio.gather(
+            *(
+                check(app, verification_id, wrong_code(code))
+                for app in (first, second)
+                for verification_id, code in verifications * 3
+            )
+        )
+        failures = await counted(first, otp_failed_checks)
+
+    assert sorted(answer.status_code for answer in answers) == [200] * 3 + [429] * 9
+    assert failures == 3
+
+
 async def test_concurrent_creates_with_one_key_make_one_verification(
     two_apps: tuple[RunningApp, RunningApp],
 ) -> None:

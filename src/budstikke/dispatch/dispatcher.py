@@ -20,6 +20,7 @@ from uuid import UUID
 
 from budstikke.channels.base import DeliveryReport, Provider, ReportSink
 from budstikke.dispatch.messages import build_message
+from budstikke.dispatch.outcome_writer import OutcomeWriter
 from budstikke.dispatch.retention import RetentionPass
 from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
 from budstikke.dispatch.webhooks import WebhookDeliveryLoop
@@ -28,8 +29,9 @@ from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel
 from budstikke.errors import DatabaseUnavailableError, HandOffError
 from budstikke.metrics import Metrics
 from budstikke.store.events import PgEventListener
-from budstikke.store.notifications import NotificationStore, PartReference
+from budstikke.store.notifications import NotificationStore
 from budstikke.store.orders import Lease
+from budstikke.store.outcomes import PartReference
 from budstikke.store.records import ClaimedNotification
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ class Dispatcher:
         self.poll_interval_s = poll_interval_s
         self.concurrency = concurrency
         self.clock = clock
+        # Hand-off records and delivery reports are written in batches.
+        self.outcomes = OutcomeWriter(store, clock)
         self.worker_id = make_worker_id()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -123,6 +127,7 @@ class Dispatcher:
                 )
         for provider in self.providers.values():
             await provider.stop()
+        await self.outcomes.wait_idle()
         if self.events is not None:
             await self.events.stop()
         logger.info(
@@ -294,9 +299,7 @@ class Dispatcher:
         recorded_at = self.clock()
         recorded = await self._persist(
             claimed,
-            lambda: self.store.record_hand_off(
-                claimed, status=receipt.status, parts=parts, now=recorded_at
-            ),
+            lambda: self.outcomes.record_hand_off(claimed, status=receipt.status, parts=parts),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         if recorded:
@@ -436,8 +439,8 @@ class Dispatcher:
         async def apply(report: DeliveryReport) -> None:
             keys = provider.reference_keys(report.provider_ref)
             try:
-                notification_id = await self.store.apply_report(
-                    keys, status=report.status, error_code=report.error_code, now=self.clock()
+                notification_id = await self.outcomes.apply_report(
+                    keys, status=report.status, error_code=report.error_code
                 )
             except DatabaseUnavailableError as error:
                 # NOTE: a report lost here is not asked for again; the notification

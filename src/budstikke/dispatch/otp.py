@@ -100,7 +100,7 @@ def state_of(verification: Verification, now: datetime) -> VerificationState:
 @dataclass(frozen=True, slots=True)
 class OtpLimits:
     recipient_per_hour: int  # verifications per creator and recipient
-    failed_checks_per_hour: int  # wrong codes per creator
+    failed_checks_per_hour: int  # wrong codes per creator and recipient
 
 
 def build_otp_verifications(
@@ -196,7 +196,7 @@ class OtpVerifications:
     async def check(self, creator: str, verification_id: UUID, code: str) -> CheckResult | None:
         """Check a code exactly as sent; returns None for an unknown verification.
 
-        Raises RateLimitExceededError past the creator's limit of wrong codes.
+        Raises RateLimitExceededError past the limit of wrong codes for the recipient.
         """
         now = self.clock()
         outcome = await self.store.check(

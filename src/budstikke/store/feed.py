@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -10,27 +11,50 @@ from uuid import UUID
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from budstikke.domain.statuses import RECIPIENT_TYPE, NotificationStatus, OrderStatus
+from budstikke.domain.statuses import (
+    RECIPIENT_TYPE,
+    Channel,
+    NotificationStatus,
+    OrderStatus,
+    OrderType,
+)
 from budstikke.store.database import Database
 from budstikke.store.orders import load_shipment
-from budstikke.store.records import FeedEntry, Shipment
+from budstikke.store.records import FeedEntry, RecipientStatus, Shipment
 from budstikke.store.tables import feed_entries, notifications, orders
 from budstikke.store.webhook_events import record_order_event
 
 FEED_PAGE_MAX = 500
 
-# Run once per completed order, so built once (see store/orders.py).
-ORDER_STATUSES = select(notifications.c.status).where(
-    notifications.c.order_id == bindparam("final_order_id")
+# Run for every completed order, so built once (see store/orders.py). The
+# recipients come in the order the shipment API lists them.
+ORDERS_RECIPIENTS = (
+    select(
+        notifications.c.order_id,
+        notifications.c.channel,
+        notifications.c.recipient,
+        notifications.c.status,
+        notifications.c.updated_at,
+    )
+    .where(notifications.c.order_id.in_(bindparam("final_order_ids", expanding=True)))
+    .order_by(notifications.c.created_at, notifications.c.id)
 )
-COMPLETE_ORDER = (
+COMPLETE_ORDERS = (
     update(orders)
     .where(
-        orders.c.id == bindparam("final_order_id"),
+        orders.c.id.in_(bindparam("final_order_ids", expanding=True)),
         orders.c.status != OrderStatus.COMPLETED.value,
     )
     .values(status=OrderStatus.COMPLETED.value, updated_at=bindparam("final_now"))
-    .returning(orders.c.creator)
+    .returning(
+        orders.c.id,
+        orders.c.creator,
+        orders.c.shipment_id,
+        orders.c.senders_reference,
+        orders.c.order_type,
+        orders.c.status,
+        orders.c.updated_at,
+    )
 )
 INSERT_FEED_ENTRY = insert(feed_entries)
 # Advisory lock id that the commit-time trigger on feed_entries takes on
@@ -69,20 +93,64 @@ async def complete_order_if_final(
 ) -> bool:
     """Mark the order completed and write its feed entry once all its notifications are final.
 
-    Returns whether this call completed the order. The conditional update makes
-    a second caller for the same order a no-op, so the feed gets one entry.
+    Returns whether this call completed the order.
     """
-    statuses = (await connection.execute(ORDER_STATUSES, {"final_order_id": order_id})).scalars()
-    if not all(NotificationStatus(status).is_final for status in statuses):
-        return False
-    result = await connection.execute(
-        COMPLETE_ORDER, {"final_order_id": order_id, "final_now": now}
+    return bool(await complete_orders_if_final(connection, [order_id], now))
+
+
+async def complete_orders_if_final(
+    connection: AsyncConnection, order_ids: Sequence[UUID], now: datetime
+) -> list[UUID]:
+    """Complete each order whose notifications are all final, and write the feed entries.
+
+    Returns the ids of the orders this call completed. The conditional update
+    makes a second caller for the same order a no-op, so the feed gets one
+    entry per order. The shipments are built from the rows read and updated
+    here, so nothing is read twice.
+    """
+    if not order_ids:
+        return []
+    unique_ids = sorted(set(order_ids), key=lambda order_id: order_id.bytes)
+    rows = await connection.execute(ORDERS_RECIPIENTS, {"final_order_ids": unique_ids})
+    recipients: dict[UUID, list[RecipientStatus]] = {}
+    for row in rows:
+        recipients.setdefault(row.order_id, []).append(
+            RecipientStatus(
+                channel=Channel(row.channel),
+                destination=row.recipient,
+                status=NotificationStatus(row.status),
+                last_update=row.updated_at,
+            )
+        )
+    final_ids = [
+        order_id
+        for order_id in unique_ids
+        if order_id in recipients
+        and all(recipient.status.is_final for recipient in recipients[order_id])
+    ]
+    if not final_ids:
+        return []
+    completed = (
+        await connection.execute(COMPLETE_ORDERS, {"final_order_ids": final_ids, "final_now": now})
+    ).all()
+    shipments = [
+        (order.creator, shipment_of(order, tuple(recipients[order.id]))) for order in completed
+    ]
+    await write_feed_entries(connection, shipments, now)
+    return [order.id for order in completed]
+
+
+def shipment_of(order: Any, recipients: tuple[RecipientStatus, ...]) -> Shipment:
+    """Build the shipment of an order row and its recipients, as load_shipment does."""
+    return Shipment(
+        shipment_id=order.shipment_id,
+        order_id=order.id,
+        senders_reference=order.senders_reference,
+        order_type=OrderType(order.order_type),
+        status=OrderStatus(order.status),
+        last_update=max([order.updated_at, *(item.last_update for item in recipients)]),
+        recipients=recipients,
     )
-    creator = result.scalar_one_or_none()
-    if creator is None:
-        return False
-    await append_feed_entry(connection, creator=creator, order_id=order_id, now=now)
-    return True
 
 
 async def append_feed_entry(
@@ -91,21 +159,32 @@ async def append_feed_entry(
     """Write the feed entry of an order that has just reached its final status."""
     shipment = await load_shipment(connection, creator=creator, order_id=order_id)
     assert shipment is not None
-    await record_order_event(connection, creator=creator, shipment=shipment, now=now)
-    entry = render_shipment(shipment)
-    entry["shipmentType"] = entry["type"]
-    # On PostgreSQL a deferred trigger renumbers this row at commit, under
+    await write_feed_entries(connection, [(creator, shipment)], now)
+
+
+async def write_feed_entries(
+    connection: AsyncConnection, shipments: Sequence[tuple[str, Shipment]], now: datetime
+) -> None:
+    """Write the webhook event and the feed entry of each (creator, shipment) just completed."""
+    if not shipments:
+        return
+    entries = []
+    for creator, shipment in shipments:
+        await record_order_event(connection, creator=creator, shipment=shipment, now=now)
+        entry = render_shipment(shipment)
+        entry["shipmentType"] = entry["type"]
+        entries.append(
+            {
+                "creator": creator,
+                "order_id": shipment.order_id,
+                "created_at": now,
+                "entry": json.dumps(entry, ensure_ascii=False, separators=(",", ":")),
+            }
+        )
+    # On PostgreSQL a deferred trigger renumbers these rows at commit, under
     # FEED_LOCK, so entries become visible in sequence order without a lock
     # held while this transaction goes on. SQLite has a single writer.
-    await connection.execute(
-        INSERT_FEED_ENTRY,
-        {
-            "creator": creator,
-            "order_id": order_id,
-            "created_at": now,
-            "entry": json.dumps(entry, ensure_ascii=False, separators=(",", ":")),
-        },
-    )
+    await connection.execute(INSERT_FEED_ENTRY, entries)
 
 
 async def read_feed(

@@ -4,11 +4,12 @@ Every change of a verification is one conditional UPDATE on the state it was
 read in (pending, attempts left, not expired, the same code), so two
 processes can never both approve a code or both count the same attempt.
 
-The limits count rows in the last hour. On PostgreSQL each count first takes
-a transaction-scoped advisory lock on what it counts (a recipient, or a
-creator's failed checks), so concurrent requests cannot all read a count just
-under the limit. SQLite needs no lock because it runs one write transaction
-at a time.
+The limits count rows in the last hour. Both count per creator and
+recipient: the verifications made for the recipient, and the wrong codes
+submitted to them. On PostgreSQL each count first takes a transaction-scoped
+advisory lock on what it counts, so concurrent requests cannot all read a
+count just under the limit. SQLite needs no lock because it runs one write
+transaction at a time.
 
 The code of serial N travels in the instant order whose idempotency id is
 `order_key(verification_id, N)`; the verification finds its shipment by that key.
@@ -26,8 +27,15 @@ from sqlalchemy import case, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
 
-from budstikke.domain.otp import LIMIT_WINDOW_S, MAX_ATTEMPTS, OtpStatus, digests_match
+from budstikke.domain.otp import (
+    LIMIT_WINDOW_S,
+    MAX_ATTEMPTS,
+    MAX_TTL_S,
+    OtpStatus,
+    digests_match,
+)
 from budstikke.domain.rate_limits import (
     OTP_FAILED_CHECKS_LIMIT,
     OTP_RECIPIENT_LIMIT,
@@ -117,16 +125,18 @@ async def retry_after_s(
     *,
     limit: int,
     now: datetime,
+    source: FromClause | None = None,
 ) -> int | None:
     """Return the seconds until fewer than `limit` events lie in the window, or None if they do.
 
     The `limit`-th newest event in the window is the one that must leave it.
+    `source` is the table or join to select from when `moment`'s table alone is not enough.
     """
     window_start = now - timedelta(seconds=LIMIT_WINDOW_S)
+    query = select(moment) if source is None else select(moment).select_from(source)
     blocking = (
         await connection.execute(
-            select(moment)
-            .where(*where, moment > window_start)
+            query.where(*where, moment > window_start)
             .order_by(moment.desc())
             .offset(limit - 1)
             .limit(1)
@@ -185,6 +195,34 @@ async def load_verification(
         )
     ).scalar()
     return to_verification(row, shipment_id)
+
+
+async def recipient_failures_retry_after_s(
+    connection: AsyncConnection, creator: str, key: str, *, limit: int, now: datetime
+) -> int | None:
+    """Return the seconds until the recipient's wrong codes fall below `limit`, or None.
+
+    A failure row reaches its verification's recipient through
+    verification_id. A code can only be checked before its verification
+    expires, at most MAX_TTL_S after creation, so only verifications created
+    in the window plus MAX_TTL_S can own a failure in the window. That bound
+    keeps the scan of otp_verifications to the recipient's recent rows.
+    """
+    oldest_owner = now - timedelta(seconds=LIMIT_WINDOW_S + MAX_TTL_S)
+    return await retry_after_s(
+        connection,
+        otp_failed_checks.c.failed_at,
+        [
+            otp_verifications.c.creator == creator,
+            otp_verifications.c.recipient_key == key,
+            otp_verifications.c.created_at > oldest_owner,
+        ],
+        limit=limit,
+        now=now,
+        source=otp_failed_checks.join(
+            otp_verifications, otp_verifications.c.id == otp_failed_checks.c.verification_id
+        ),
+    )
 
 
 def status_after_wrong_attempt(attempts: ColumnElement[int]) -> ColumnElement[str]:
@@ -309,11 +347,23 @@ class OtpStore:
         Returns None for a missing or another creator's verification. A
         verification that is not pending (or expired) is returned unchanged
         and no attempt is counted. Raises RateLimitExceededError, before the
-        attempt is counted, when the creator had `failed_check_limit` wrong
-        codes in the last hour.
+        attempt is counted, when the creator's verifications for the same
+        recipient had `failed_check_limit` wrong codes in the last hour.
         """
         async with self.database.write() as connection:
-            await lock(connection, f"otp-failures:{creator}")
+            key = (
+                await connection.execute(
+                    select(otp_verifications.c.recipient_key).where(
+                        otp_verifications.c.id == verification_id,
+                        otp_verifications.c.creator == creator,
+                    )
+                )
+            ).scalar()
+            if key is None:
+                return None
+            # Locked before the row is read, so the state checked below is the
+            # state after every concurrent check of this recipient committed.
+            await lock(connection, f"otp-failures:{creator}:{key}")
             row = (
                 await connection.execute(
                     select(
@@ -321,29 +371,23 @@ class OtpStore:
                         otp_verifications.c.code_serial,
                         otp_verifications.c.status,
                         otp_verifications.c.expires_at,
-                    ).where(
-                        otp_verifications.c.id == verification_id,
-                        otp_verifications.c.creator == creator,
-                    )
+                    ).where(otp_verifications.c.id == verification_id)
                 )
             ).first()
             if row is None:
-                return None
+                return None  # deleted while this check waited for the lock
             counted = matched = False
             if row.status == OtpStatus.PENDING.value and row.expires_at > now:
-                wait_s = await retry_after_s(
-                    connection,
-                    otp_failed_checks.c.failed_at,
-                    [otp_failed_checks.c.creator == creator],
-                    limit=failed_check_limit,
-                    now=now,
+                wait_s = await recipient_failures_retry_after_s(
+                    connection, creator, key, limit=failed_check_limit, now=now
                 )
                 if wait_s is not None:
                     raise RateLimitExceededError(
                         OTP_FAILED_CHECKS_LIMIT,
                         wait_s,
-                        f"This creator's verifications had {failed_check_limit} wrong codes in "
-                        f"the last hour, the most allowed. Retry after {wait_s} s.",
+                        f"This recipient's verifications from this creator had "
+                        f"{failed_check_limit} wrong codes in the last hour, the most allowed. "
+                        f"Retry after {wait_s} s.",
                     )
                 matched = digests_match(row.code_digest, submitted_digest)
                 counted = await self._count_attempt(

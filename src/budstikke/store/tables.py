@@ -330,7 +330,7 @@ otp_verifications = Table(
     Index(None, "creator", "recipient_key", "created_at"),
 )
 
-# One row per wrong code, for the per-creator limit; rows older than the window are deleted.
+# One row per wrong code, for the per-recipient limit; rows older than the window are deleted.
 otp_failed_checks = Table(
     "otp_failed_checks",
     metadata,
@@ -338,5 +338,8 @@ otp_failed_checks = Table(
     Column("creator", String(100), nullable=False),
     Column("verification_id", Uuid, nullable=False),
     Column("failed_at", UtcDateTime, nullable=False),
+    # For deleting a creator's rows older than the window.
     Index(None, "creator", "failed_at"),
+    # For counting a recipient's rows through their verifications.
+    Index(None, "verification_id", "failed_at"),
 )
