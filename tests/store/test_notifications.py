@@ -10,8 +10,9 @@ from sqlalchemy import select
 from budstikke.domain.statuses import Channel, NotificationStatus, OrderStatus, Priority
 from budstikke.store.database import Database
 from budstikke.store.feed import read_feed
-from budstikke.store.notifications import NotificationStore, PartReference, combine_part_statuses
+from budstikke.store.notifications import NotificationStore
 from budstikke.store.orders import create_instant_order, get_shipment
+from budstikke.store.outcomes import PartReference, combine_part_statuses
 from budstikke.store.records import NewNotification, OrderReceipt
 from budstikke.store.tables import notifications
 

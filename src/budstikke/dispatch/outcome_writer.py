@@ -1,0 +1,159 @@
+"""Write hand-off records and delivery reports in batches, one transaction per batch.
+
+Each caller waits for its own item's result, as if the item were written
+alone. One task drains the queue: whatever arrived while the previous
+transaction ran goes into the next, up to MAX_BATCH_ITEMS. At a low rate a
+batch holds one item and nothing waits for a timer. Under load one
+transaction serves many items, so its fixed cost (begin, commit, the
+statements that read and write the batch) is shared among them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from budstikke.domain.statuses import NotificationStatus
+from budstikke.errors import DatabaseUnavailableError
+from budstikke.store.notifications import NotificationStore
+from budstikke.store.outcomes import HandOffRecord, PartReference, ReceivedReport
+from budstikke.store.records import ClaimedNotification
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Caps the time one transaction holds the write lock (SQLite's single writer,
+# the row and advisory locks on PostgreSQL), so order inserts are not held up
+# behind a long backlog of receipts.
+MAX_BATCH_ITEMS = 200
+
+
+@dataclass(slots=True)
+class _QueuedHandOff:
+    record: HandOffRecord
+    result: asyncio.Future[bool]
+
+
+@dataclass(slots=True)
+class _QueuedReport:
+    report: ReceivedReport
+    result: asyncio.Future[UUID | None]
+
+
+_Queued = _QueuedHandOff | _QueuedReport
+
+
+class OutcomeWriter:
+    """The queue of hand-off records and delivery reports of one process, and its drain task."""
+
+    def __init__(self, store: NotificationStore, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.clock = clock
+        self._queue: list[_Queued] = []
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def record_hand_off(
+        self,
+        claimed: ClaimedNotification,
+        *,
+        status: NotificationStatus,
+        parts: Sequence[PartReference],
+    ) -> bool:
+        """Store the provider's acceptance; returns False if the lease was lost meanwhile.
+
+        Raises DatabaseUnavailableError when the batch could not be written.
+        """
+        result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._enqueue(_QueuedHandOff(HandOffRecord(claimed, status, tuple(parts)), result))
+        return await result
+
+    async def apply_report(
+        self, keys: Sequence[str], *, status: NotificationStatus | None, error_code: str | None
+    ) -> UUID | None:
+        """Apply a delivery report; returns its notification, or None when it was kept unmatched.
+
+        Raises DatabaseUnavailableError when the batch could not be written.
+        """
+        result: asyncio.Future[UUID | None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_QueuedReport(ReceivedReport(tuple(keys), status, error_code), result))
+        return await result
+
+    async def wait_idle(self) -> None:
+        """Wait until every queued item is written."""
+        while self._drain_task is not None and not self._drain_task.done():
+            await asyncio.wait({self._drain_task})
+
+    def _enqueue(self, item: _Queued) -> None:
+        # An item stays queued and is written even when its caller is
+        # cancelled: the hand-off or the report happened all the same.
+        self._queue.append(item)
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.create_task(self._drain(), name="budstikke-outcome-writer")
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[:MAX_BATCH_ITEMS]
+                del self._queue[:MAX_BATCH_ITEMS]
+                await self._write(batch)
+        except asyncio.CancelledError:
+            for item in self._queue:
+                item.result.cancel()
+            self._queue.clear()
+            raise
+
+    async def _write(self, batch: list[_Queued]) -> None:
+        hand_offs = [item for item in batch if isinstance(item, _QueuedHandOff)]
+        reports = [item for item in batch if isinstance(item, _QueuedReport)]
+        try:
+            results = await self.store.write_outcomes(
+                [item.record for item in hand_offs],
+                [item.report for item in reports],
+                now=self.clock(),
+            )
+        except DatabaseUnavailableError as error:
+            # Writing the items one by one would fail the same way; each caller
+            # handles the outage as it would for an item written alone.
+            for item in batch:
+                _set_exception(item.result, DatabaseUnavailableError(str(error)))
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                _set_exception(batch[0].result, error)
+                return
+            # One bad item must not fail the others.
+            logger.warning(
+                "writing a batch of hand-off records and reports failed; writing them one by one",
+                extra={
+                    "event": "outcome_batch_failed",
+                    "items": len(batch),
+                    "error": f"{type(error).__name__}: {str(error)[:200]}",
+                },
+            )
+            for item in batch:
+                await self._write([item])
+            return
+        except BaseException:
+            for item in batch:
+                item.result.cancel()
+            raise
+        for hand_off, recorded in zip(hand_offs, results.recorded, strict=True):
+            _set_result(hand_off.result, recorded)
+        for report, matched in zip(reports, results.matched, strict=True):
+            _set_result(report.result, matched)
+
+
+def _set_result(result: asyncio.Future[T], value: T) -> None:
+    if not result.done():
+        result.set_result(value)
+
+
+def _set_exception(result: asyncio.Future[Any], error: BaseException) -> None:
+    if not result.done():
+        result.set_exception(error)

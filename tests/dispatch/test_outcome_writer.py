@@ -1,0 +1,104 @@
+"""The outcome writer: hand-off records and reports that arrive together share a transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from budstikke.dispatch.outcome_writer import OutcomeWriter
+from budstikke.domain.statuses import NotificationStatus
+from budstikke.store.database import Database
+from budstikke.store.notifications import NotificationStore
+from budstikke.store.outcomes import HandOffRecord, OutcomeResults, PartReference, ReceivedReport
+from budstikke.store.tables import provider_parts
+from tests.store.test_notifications import status_of
+from tests.store.test_outcomes import NOW, claimed_order
+
+ACCEPTED = NotificationStatus.SMS_ACCEPTED
+DELIVERED = NotificationStatus.SMS_DELIVERED
+
+
+class BatchRecordingStore(NotificationStore):
+    """The real store, which also records the size of each batch it writes."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.batches: list[tuple[int, int]] = []
+
+    async def write_outcomes(
+        self,
+        hand_offs: Sequence[HandOffRecord],
+        reports: Sequence[ReceivedReport],
+        *,
+        now: datetime,
+    ) -> OutcomeResults:
+        self.batches.append((len(hand_offs), len(reports)))
+        return await super().write_outcomes(hand_offs, reports, now=now)
+
+
+async def test_items_queued_together_share_one_batch(database: Database) -> None:
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+    orders = [await claimed_order(store, f"order-{index}") for index in range(6)]
+
+    results = await asyncio.gather(
+        *(
+            writer.record_hand_off(
+                claimed, status=ACCEPTED, parts=[PartReference(f"m{index}", (f"M{index}",))]
+            )
+            for index, (_receipt, claimed) in enumerate(orders)
+        ),
+        *(
+            writer.apply_report([f"M{index}"], status=DELIVERED, error_code=None)
+            for index in range(6)
+        ),
+    )
+
+    assert store.batches == [(6, 6)]
+    assert results[:6] == [True] * 6
+    assert results[6:] == [receipt.notification_ids[0] for receipt, _claimed in orders]
+    for receipt, _claimed in orders:
+        assert await status_of(database, receipt) == ("Order_Completed", "SMS_Delivered")
+
+
+async def test_failed_item_does_not_fail_the_others(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+    good, good_claimed = await claimed_order(store, "good")
+    bad, bad_claimed = await claimed_order(store, "bad")
+    async with database.write() as connection:
+        # A part row left over for the bad notification makes its insert fail.
+        await connection.execute(
+            insert(provider_parts).values(
+                notification_id=bad_claimed.id, part_index=0, provider_ref="x", status=None
+            )
+        )
+
+    with caplog.at_level(logging.WARNING, logger="budstikke.dispatch.outcome_writer"):
+        results = await asyncio.gather(
+            writer.record_hand_off(
+                good_claimed, status=ACCEPTED, parts=[PartReference("g", ("G",))]
+            ),
+            writer.record_hand_off(
+                bad_claimed, status=ACCEPTED, parts=[PartReference("x", ("X",))]
+            ),
+            writer.apply_report(["G"], status=DELIVERED, error_code=None),
+            return_exceptions=True,
+        )
+
+    assert store.batches == [(2, 1), (1, 0), (1, 0), (0, 1)]
+    assert results[0] is True
+    assert isinstance(results[1], IntegrityError)
+    assert results[2] == good.notification_ids[0]
+    assert await status_of(database, good) == ("Order_Completed", "SMS_Delivered")
+    assert await status_of(database, bad) == ("Order_Processed", "SMS_Sending")
+    events = [record.__dict__.get("event") for record in caplog.records]
+    assert events == ["outcome_batch_failed"]
