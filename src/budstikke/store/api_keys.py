@@ -8,6 +8,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import insert, select, update
@@ -82,17 +83,45 @@ async def create_api_key(
 async def list_api_keys(database: Database) -> list[ApiKeyRecord]:
     async with database.read() as connection:
         rows = await connection.execute(select(api_keys).order_by(api_keys.c.created_at))
-        return [
-            ApiKeyRecord(
-                id=row.id,
-                creator=row.creator,
-                prefix=row.prefix,
-                scopes=tuple(row.scopes.split()),
-                created_at=row.created_at,
-                revoked_at=row.revoked_at,
-            )
-            for row in rows
-        ]
+        return [record_from_row(row) for row in rows]
+
+
+def record_from_row(row: Any) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        id=row.id,
+        creator=row.creator,
+        prefix=row.prefix,
+        scopes=tuple(row.scopes.split()),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+async def find_api_keys_by_prefix(database: Database, prefix_start: str) -> list[ApiKeyRecord]:
+    """Return the keys, revoked ones included, whose prefix starts with `prefix_start`.
+
+    `prefix_start` must be lowercase hex, so it carries no LIKE wildcard.
+    """
+    if not all(character in "0123456789abcdef" for character in prefix_start):
+        raise ValueError(f"a key prefix is lowercase hex, not {prefix_start!r}")
+    async with database.read() as connection:
+        rows = await connection.execute(
+            select(api_keys)
+            .where(api_keys.c.prefix.like(f"{prefix_start}%"))
+            .order_by(api_keys.c.created_at)
+        )
+        return [record_from_row(row) for row in rows]
+
+
+def key_matches_hash(key: str, secret_hash: str) -> bool:
+    return hmac.compare_digest(secret_hash, hash_key(key))
+
+
+async def read_secret_hash(database: Database, key_id: UUID) -> str | None:
+    async with database.read() as connection:
+        return (
+            await connection.execute(select(api_keys.c.secret_hash).where(api_keys.c.id == key_id))
+        ).scalar()
 
 
 async def revoke_api_key(database: Database, key_id: UUID, now: datetime) -> bool:
