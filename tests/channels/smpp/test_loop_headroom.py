@@ -6,10 +6,14 @@ import asyncio
 import dataclasses
 import time
 
+import pytest
+
 from budstikke.channels.loop_headroom import LAG_DECAY, LoopHeadroom
+from budstikke.channels.smpp.config import SmppConfig
 from budstikke.channels.smpp.dev_smsc import DevSmsc
 from budstikke.channels.smpp.pdu import SubmitSm
 from budstikke.domain.statuses import Priority
+from budstikke.errors import ConfigurationError
 from tests.channels.smpp.conftest import StartProvider, make_sms
 
 
@@ -70,7 +74,8 @@ async def test_regular_submit_waits_while_loop_lags(
     smsc: DevSmsc, start_provider: StartProvider
 ) -> None:
     harness = await start_provider()
-    session = harness.provider.sessions[0]
+    headroom = harness.provider.sessions[0].headroom
+    assert headroom is not None
     lagging = True
 
     async def block_loop() -> None:
@@ -80,7 +85,7 @@ async def test_regular_submit_waits_while_loop_lags(
 
     blocker = asyncio.create_task(block_loop())
     await asyncio.sleep(0.2)
-    lag_before_s = session.headroom.lag_s
+    lag_before_s = headroom.lag_s
     regular_sms = dataclasses.replace(make_sms("regular"), priority=Priority.REGULAR)
     regular = asyncio.create_task(harness.provider.hand_off(regular_sms))
     await asyncio.sleep(0)
@@ -90,7 +95,32 @@ async def test_regular_submit_waits_while_loop_lags(
     await asyncio.wait_for(regular, timeout=5)
     bodies = [item.pdu.short_message for item in smsc.received if isinstance(item.pdu, SubmitSm)]
 
-    assert lag_before_s > session.headroom.target_s
+    assert lag_before_s > headroom.target_s
     assert len(bodies) == 2
     assert b"instant" in bodies[0]
     assert b"regular" in bodies[1]
+
+
+async def test_url_sets_the_lag_target(smsc: DevSmsc, start_provider: StartProvider) -> None:
+    default = await start_provider()
+    session = default.provider.sessions[0]
+
+    assert session.headroom is not None
+    assert session.headroom.target_s == 0.005
+
+
+async def test_url_lag_zero_turns_the_wait_off(
+    smsc: DevSmsc, start_provider: StartProvider
+) -> None:
+    harness = await start_provider(max_loop_lag_ms=0.0)
+
+    assert harness.provider.sessions[0].headroom is None
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan"])
+def test_url_rejects_bad_lag(value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        SmppConfig.from_url(f"smpp://budstikke:secret@127.0.0.1:2775?max_loop_lag_ms={value}")
+
+    assert "max_loop_lag_ms" in str(caught.value)
+    assert repr(value) in str(caught.value)

@@ -140,6 +140,7 @@ class SmppProvider:
             throttle_max_pause_s=config.throttle_max_pause_s,
             receipt_id_base=config.receipt_id_base,
             instant_share=config.instant_share,
+            max_loop_lag_s=config.max_loop_lag_ms / 1000 or None,
         )
 
     @classmethod

@@ -31,6 +31,11 @@ MAX_BINDS: Final = 64
 DEFAULT_INSTANT_SHARE: Final = 0.05
 # Regular messages keep at least this share, so a backlog of them still drains.
 MAX_INSTANT_SHARE: Final = 0.9
+# Regular submits wait while the event loop runs later than this (see
+# budstikke.channels.loop_headroom). NOTE: chosen against an idle instant
+# hand-off p99 of about 10 ms on a development machine, not tuned on
+# production hardware.
+DEFAULT_MAX_LOOP_LAG_MS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,9 @@ class SmppConfig:
     # Share of each bind's window (rounded up to whole submits) and of its
     # max_rate that regular messages leave free for instant ones.
     instant_share: float = DEFAULT_INSTANT_SHARE
+    # Event-loop lag in milliseconds above which regular submits wait, for at
+    # most 0.5 s each, so instant work keeps the loop. 0 turns the wait off.
+    max_loop_lag_ms: float = DEFAULT_MAX_LOOP_LAG_MS
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -88,7 +96,8 @@ class SmppConfig:
         Query parameters: binds, system_type, window, max_rate, source_ton,
         source_npi, enquire_link_s, response_timeout_s, connect_timeout_s,
         reconnect_initial_s, reconnect_max_s, bind_wait_s, throttle_pause_s,
-        throttle_max_pause_s, case_sensitive_ids, receipt_id_base, instant_share.
+        throttle_max_pause_s, case_sensitive_ids, receipt_id_base, instant_share,
+        max_loop_lag_ms.
         Raises ConfigurationError
         naming `setting` for anything invalid; the message never contains
         the password.
@@ -162,6 +171,18 @@ def _parse_query_value(setting: str, name: str, raw: str) -> object:
                 f"instant_share must be a number from 0 to {MAX_INSTANT_SHARE}; got {raw!r}",
             )
         return share
+    if name == "max_loop_lag_ms":
+        try:
+            lag_ms = float(raw)
+        except ValueError:
+            lag_ms = math.nan
+        if not (math.isfinite(lag_ms) and lag_ms >= 0):
+            raise ConfigurationError(
+                setting,
+                f"max_loop_lag_ms must be a number of milliseconds, 0 or more (0 turns the "
+                f"wait off); got {raw!r}",
+            )
+        return lag_ms
     if name == "case_sensitive_ids":
         if raw.lower() not in _BOOL_VALUES:
             raise ConfigurationError(setting, f"{name} must be true or false; got {raw!r}")
@@ -183,7 +204,13 @@ def _parse_query_value(setting: str, name: str, raw: str) -> object:
     known = sorted(
         _INT_PARAMETERS
         | _FLOAT_PARAMETERS
-        | {"system_type", "case_sensitive_ids", "receipt_id_base", "instant_share"}
+        | {
+            "system_type",
+            "case_sensitive_ids",
+            "receipt_id_base",
+            "instant_share",
+            "max_loop_lag_ms",
+        }
     )
     raise ConfigurationError(
         setting, f"unknown query parameter {name!r}; known: {', '.join(known)}"
@@ -231,6 +258,8 @@ def _check_flow_control(config: SmppConfig) -> None:
         raise ValueError(
             f"instant_share must be from 0 to {MAX_INSTANT_SHARE}; got {config.instant_share}"
         )
+    if not (math.isfinite(config.max_loop_lag_ms) and config.max_loop_lag_ms >= 0):
+        raise ValueError(f"max_loop_lag_ms must be 0 or more; got {config.max_loop_lag_ms}")
 
     if config.source_ton is not None and config.source_ton not in VALID_TONS:
         raise ValueError(f"source_ton must be from 0 to 6; got {config.source_ton}")

@@ -81,6 +81,8 @@ class SessionSettings:
     receipt_id_base: str = "same"
     # Share of the window and of max_rate that regular messages leave to instant ones.
     instant_share: float = 0.0
+    # Event-loop lag above which regular submits wait (None: they never wait for it).
+    max_loop_lag_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -117,7 +119,11 @@ class SmppSession:
             settings.window, reserved_slots(settings.window, settings.instant_share)
         )
         self._receipt_slots = asyncio.Semaphore(MAX_CONCURRENT_RECEIPTS)
-        self.headroom = LoopHeadroom()
+        self.headroom = (
+            LoopHeadroom(target_s=settings.max_loop_lag_s)
+            if settings.max_loop_lag_s is not None
+            else None
+        )
         self._closed = asyncio.Event()
         self._close_reason = ""
         self._bound = False
@@ -150,7 +156,8 @@ class SmppSession:
 
     def start(self) -> None:
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"{self.label} reader")
-        self._spawn(self.headroom.run_probe(), "event loop lag probe")
+        if self.headroom is not None:
+            self._spawn(self.headroom.run_probe(), "event loop lag probe")
 
     # Requests.
 
@@ -212,13 +219,13 @@ class SmppSession:
         validity period are current. An exception from it propagates, and
         nothing is written. A regular `priority` leaves the share of the
         window and rate kept for instant messages to them, and waits while
-        the event loop runs late (see `LoopHeadroom`).
+        the event loop runs later than `max_loop_lag_s` (see `LoopHeadroom`).
         """
         if self._closed.is_set():
             raise SessionClosedError(f"{self.label} is closed: {self._close_reason}", written=False)
         self.waiting += 1
         try:
-            if priority > Priority.INSTANT:
+            if priority > Priority.INSTANT and self.headroom is not None:
                 await self.headroom.wait()
             await self._window.acquire(priority)
         finally:
