@@ -260,6 +260,7 @@ def summarise(
         "roles": arguments.roles,
         "pool_size": arguments.pool_size,
         "instant_share": arguments.instant_share,
+        "max_loop_lag_ms": arguments.max_loop_lag_ms,
         "regular_handed_off": len(regular),
         "drain_rate_middle_80": round(drain_rate, 1),
         "drain_rate_whole": round((len(regular) - 1) / whole_s, 1) if whole_s else None,
@@ -300,7 +301,12 @@ async def measure(arguments: argparse.Namespace, folder: Path) -> dict[str, Any]
         "BUDSTIKKE_DATA_DIR": str(folder / "data"),
         "BUDSTIKKE_DATABASE_URL": database_url.replace("+aiosqlite", "").replace("+asyncpg", ""),
         "BUDSTIKKE_SMS_URL": f"smpp://bench:bench@127.0.0.1:{smsc_port}?max_rate={arguments.rate}"
-        f"&window={arguments.window}&instant_share={arguments.instant_share}",
+        f"&window={arguments.window}&instant_share={arguments.instant_share}"
+        + (
+            f"&max_loop_lag_ms={arguments.max_loop_lag_ms}"
+            if arguments.max_loop_lag_ms is not None
+            else ""
+        ),
         "BUDSTIKKE_LOG_LEVEL": "WARNING",
         "BUDSTIKKE_PORT": str(api_port),
         "BUDSTIKKE_WORKER_POLL_INTERVAL_S": "0.2",
@@ -378,6 +384,11 @@ def main() -> None:
     parser.add_argument("--instant-rate", type=float, default=20.0)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--instant-share", type=float, default=0.05)
+    parser.add_argument(
+        "--max-loop-lag-ms",
+        type=float,
+        help="the SMPP URL's max_loop_lag_ms (0 turns the wait off); the product default if unset",
+    )
     parser.add_argument("--idle-s", type=float, default=20.0, help="idle phase before the drain")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
