@@ -719,3 +719,13 @@ async def test_template_with_identity_number_names_the_template(
     assert "01019012480" not in response.text
     # Nothing was kept: the same idempotency id later creates a verification.
     assert replay.status_code == 201
+
+
+async def test_template_digits_next_to_code_are_400(app: RunningApp) -> None:
+    response = await create(app, idempotency_id="ref", template="Ref 1234567{code}")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert list(errors) == ["template"]
+    assert "Put a letter or a word between the digits and {code}." in errors["template"][0]
+    assert app.outbox_lines("sms") == []

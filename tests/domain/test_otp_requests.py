@@ -8,8 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from budstikke.domain.otp import (
+    LANGUAGES,
+    MAX_CODE_LENGTH,
+    MAX_TTL_S,
+    MIN_CODE_LENGTH,
+    MIN_TTL_S,
+    message_text,
+)
 from budstikke.domain.otp_requests import OtpRequest, parse_check_request, parse_otp_request
 from budstikke.domain.request_fields import RequestValidationError
+from budstikke.domain.sensitive_content import find_sensitive_content
 from budstikke.domain.statuses import Channel
 
 JSON = st.recursive(
@@ -36,6 +45,11 @@ FIELD_NAMES = st.sampled_from(
     ]
 )
 BODIES = st.dictionaries(FIELD_NAMES, JSON | st.dictionaries(FIELD_NAMES, JSON), max_size=8)
+# Template text around {code}: digits, the guard's group separators and letters.
+TEMPLATE_PARTS = st.text(alphabet="0123456789 -\u00a0ab", max_size=24)
+CODES = st.integers(MIN_CODE_LENGTH, MAX_CODE_LENGTH).flatmap(
+    lambda length: st.text(alphabet="0123456789", min_size=length, max_size=length)
+)
 
 
 def parse(body: Any) -> OtpRequest:
@@ -121,6 +135,67 @@ def test_sms_template_must_fit_the_segment_limit() -> None:
     with pytest.raises(RequestValidationError) as raised:
         parse_otp_request({**body, "template": "x" * 155 + "{code}"}, max_segments=1)
     assert "2 SMS segments" in raised.value.errors["template"][0]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Ref 1234567{code}",
+        "Ref 1234567 {code}",
+        "Ref 1234567-{code}",
+        "Ref 1234567\u00a0{code}",
+        "{code}1234567",
+        "{code} 1234567 is your code",
+        "4{code}",
+    ],
+)
+def test_template_digits_next_to_code_are_400(template: str) -> None:
+    errors = errors_of(
+        {"idempotencyId": "a", "recipientSms": {"phoneNumber": "+4799999999"}, "template": template}
+    )
+
+    assert list(errors) == ["template"]
+    [message] = errors["template"]
+    assert message.startswith("template has digits next to {code}")
+    assert message.endswith("Put a letter or a word between the digits and {code}.")
+
+
+@pytest.mark.parametrize(
+    "template", ["Ref 1234567: {code}", "Ref 1234567 - {code}", "Kode {code}. Ref 12 34 56"]
+)
+def test_template_digits_apart_are_accepted(template: str) -> None:
+    body = {"idempotencyId": "a", "recipientSms": {"phoneNumber": "+4799999999"}}
+    assert parse({**body, "template": template}).template == template
+
+
+@settings(max_examples=500, deadline=None)
+@given(TEMPLATE_PARTS, TEMPLATE_PARTS, CODES)
+def test_guard_verdict_ignores_the_code(before: str, after: str, code: str) -> None:
+    template = before + "{code}" + after
+    body = {"idempotencyId": "a", "recipientEmail": {"emailAddress": "ola@example.com"}}
+    try:
+        parse({**body, "template": template})
+    except RequestValidationError:
+        return
+    with_code = message_text(language="nb", template=template, code=code, valid_minutes=5)
+    without_code = message_text(
+        language="nb", template=template, code="x" * len(code), valid_minutes=5
+    )
+
+    found = find_sensitive_content(with_code)
+    expected = find_sensitive_content(without_code)
+    assert (found and found.rule) == (expected and expected.rule), with_code
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(LANGUAGES),
+    st.integers(MIN_TTL_S // 60, MAX_TTL_S // 60),
+    CODES,
+)
+def test_guard_never_trips_on_built_in_texts(language: str, minutes: int, code: str) -> None:
+    text = message_text(language=language, template=None, code=code, valid_minutes=minutes)
+    assert find_sensitive_content(text) is None, text
 
 
 def test_check_keeps_the_code_as_sent() -> None:
