@@ -52,6 +52,32 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def log_handoff_not_reported(notification_id: UUID, timeout_s: float) -> None:
+    # A warning with a fixed reason, so that the log handler writes it once
+    # and counts the repeats while no worker runs.
+    logger.warning(
+        "no worker reported the hand-off within BUDSTIKKE_HANDOFF_TIMEOUT_S (%g s); the "
+        "notification stays queued, so check that a `budstikke worker` process runs",
+        timeout_s,
+        extra={
+            "event": "handoff_not_reported",
+            "reason": "no worker report",
+            "notification_id": str(notification_id),
+        },
+    )
+
+
+def log_database_back(worker_id: str, unavailable_s: float) -> None:
+    logger.info(
+        "database available again; worker resumes",
+        extra={
+            "event": "worker_database_available",
+            "worker_id": worker_id,
+            "unavailable_s": round(unavailable_s, 1),
+        },
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -144,7 +170,9 @@ class Dispatcher:
         """
         if not self.providers:
             if self.events is not None:
-                await self.events.wait_settled(notification_id, self.handoff_timeout_s)
+                reported = await self.events.wait_settled(notification_id, self.handoff_timeout_s)
+                if not reported:
+                    log_handoff_not_reported(notification_id, self.handoff_timeout_s)
             return
         task = self._spawn(self._claim_and_hand_off(notification_id))
         await asyncio.wait({task}, timeout=self.handoff_timeout_s)
@@ -185,6 +213,8 @@ class Dispatcher:
 
     async def _run_worker(self) -> None:
         database_pause_s = DATABASE_RETRY_S
+        # Monotonic time of the first failed pass of an outage; None while the database is up.
+        database_down_since: float | None = None
         while not self._stopping:
             # Cleared before the pass, so a wake-up (new work, or stop) that
             # comes during the pass ends the wait below at once.
@@ -195,7 +225,12 @@ class Dispatcher:
                     self._next_expiry_at = time.monotonic() + self.poll_interval_s
                 claimed_all_slots = await self.run_pass(expire=expire)
                 database_pause_s = DATABASE_RETRY_S
+                if database_down_since is not None:
+                    log_database_back(self.worker_id, time.monotonic() - database_down_since)
+                    database_down_since = None
             except DatabaseUnavailableError as error:
+                if database_down_since is None:
+                    database_down_since = time.monotonic()
                 logger.warning(
                     "database unavailable; worker pauses",
                     extra={
