@@ -1,9 +1,9 @@
 """API-only servers and workers as separate processes on one PostgreSQL database.
 
-The API processes run with --no-workers, so they start neither a dispatcher
-nor a regular-order processor. Every hand-off, and every regular order turned
-into a notification, is therefore the work of the `budstikke worker`
-processes.
+The API processes run with --no-workers, so they run neither the dispatch
+worker loop nor the regular-order processor. Every hand-off, and every
+regular order turned into a notification, is therefore the work of the
+`budstikke worker` processes.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ async def test_workers_send_api_server_orders(tmp_path: Path, postgres_template:
             key = create_key(cluster)
             base_url = f"http://127.0.0.1:{api.port}"
             placed = await place_orders([base_url], key, orders)
-            # Two seconds are four poll intervals, so a dispatcher or a
+            # Two seconds are four poll intervals, so a worker loop or a
             # regular-order processor in the API process would have acted by now.
             await asyncio.sleep(2)
             before_worker = await order_statuses(url)
