@@ -69,7 +69,7 @@ async def test_false_answer_ends_order(settings: Settings) -> None:
         assert [entry["status"] for entry in feed.json()] == ["Order_SendConditionNotMet"]
 
 
-@pytest.mark.parametrize("answer", ["unreachable", "unclear"])
+@pytest.mark.parametrize("answer", ["unreachable", "unclear", "string"])
 async def test_no_answer_is_retried_then_sent(
     settings: Settings, answer: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -79,8 +79,11 @@ async def test_no_answer_is_retried_then_sent(
         condition_server() as server,
         run_app(allowing_loopback(settings), clock=clock) as app,
     ):
-        server.answer(b"<html>maintenance</html>")
-        url = server.url() if answer == "unclear" else f"http://127.0.0.1:{closed_port()}/c"
+        if answer == "string":
+            server.answer(b'{"sendNotification":"true"}')
+        else:
+            server.answer(b"<html>maintenance</html>")
+        url = server.url() if answer != "unreachable" else f"http://127.0.0.1:{closed_port()}/c"
         placed = await place(app, regular_order(conditionEndpoint=url))
         shipment_id = placed["notification"]["shipmentId"]
 

@@ -2,8 +2,9 @@
 
 The endpoint gets `GET` with no redirects followed, a 5 s deadline, and at
 most 4 KB of its response read. A 2xx response decides when its body is
-Altinn's `{"sendNotification": true|false}`, a bare JSON `true`/`false`, or
-the text `true`/`false`. Any other response, and any failure, decides nothing.
+Altinn's `{"sendNotification": true|false}` or a bare `true`/`false`, with a
+JSON boolean as the value. Any other response, a string such as "true"
+included, and any failure decides nothing.
 
 The service must not become a way to reach internal networks, so the
 requests go through the same address guard as webhooks (`address_guard`):
@@ -120,7 +121,9 @@ class ConditionChecker:
         send = parse_condition_body(body)
         if send is None:
             return ConditionAnswer(
-                None, 'the response is not {"sendNotification": true|false}, true or false'
+                None,
+                'the response is not {"sendNotification": true|false}, true or false '
+                "with a JSON boolean as the value",
             )
         return ConditionAnswer(send, f"HTTP {status}, {'true' if send else 'false'}")
 
@@ -169,19 +172,21 @@ def build_request(url: str, timeout_s: float) -> httpcore.Request:
 
 
 def parse_condition_body(body: bytes) -> bool | None:
-    """Return the decision in the body of a condition response, or None when it has none."""
-    text = body.decode("utf-8", errors="replace").strip()
+    """Return the decision in the body of a condition response, or None when it has none.
+
+    Only a JSON boolean decides. A string such as "true", a number or any
+    other value is not a clear answer, because a receiver that sends one
+    may mean something else by it.
+    """
     try:
-        value = json.loads(text)
+        value = json.loads(body)
     except ValueError:
-        value = text
+        return None
     if isinstance(value, dict):
         folded = {str(key).lower(): item for key, item in value.items()}
         value = folded.get("sendnotification")
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
     return None
 
 
