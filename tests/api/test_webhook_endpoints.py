@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from budstikke.config import Settings
+from tests.api.orders import SMS_PATH, sms_order
 from tests.conftest import API, RunningApp, run_app
 
 WEBHOOKS = f"{API}/webhooks"
@@ -116,6 +117,13 @@ async def test_routes_need_credentials(running_app: RunningApp) -> None:
         ({"url": "https://10.1.2.3/hooks"}, "10.1.2.3 is a private address"),
         ({"url": "https://127.0.0.1/hooks"}, "a loopback address"),
         ({"url": "https://[::1]/hooks"}, "a loopback address"),
+        ({"url": "https://localhost/hooks"}, "localhost (127.0.0.1) is a loopback address"),
+        ({"url": "https://api.localhost/"}, "api.localhost (127.0.0.1) is a loopback"),
+        ({"url": "https://2130706433/"}, "2130706433 (127.0.0.1) is a loopback address"),
+        ({"url": "https://0x7f.1/"}, "0x7f.1 (127.0.0.1) is a loopback address"),
+        ({"url": "https://127.1/"}, "127.1 (127.0.0.1) is a loopback address"),
+        ({"url": "https://0xa.1/hooks"}, "0xa.1 (10.0.0.1) is a private address"),
+        ({"url": "https://0251.0376.0251.0376/"}, "a cloud metadata address"),
         ({"url": "https://169.254.169.254/latest"}, "a cloud metadata address"),
         ({"url": "https://user:pw@hooks.example.com/"}, "user name or password"),
         ({"URL": "https://hooks.example.com/a/../b"}, "'..'"),
@@ -130,6 +138,17 @@ async def test_register_rejects_bad_url(
     errors = response.json()["errors"]
     assert list(errors) == ["url"]
     assert message in errors["url"][0]
+
+
+async def test_callback_url_on_loopback_rejected(running_app: RunningApp) -> None:
+    registered = await register(running_app, {"url": "https://localhost/hooks"})
+    order = {**sms_order(), "callbackUrl": "https://localhost/hooks/1"}
+    response = await running_app.client.post(SMS_PATH, json=order, headers=running_app.headers())
+
+    assert registered.status_code == 400
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["callbackUrl"]
+    assert "registered webhook endpoint" in response.json()["errors"]["callbackUrl"][0]
 
 
 async def test_register_rejects_non_object(running_app: RunningApp) -> None:

@@ -11,6 +11,7 @@ from budstikke.domain.webhook_requests import check_endpoint_url
 from budstikke.domain.webhook_urls import (
     AddressPolicy,
     InvalidWebhookUrlError,
+    fixed_host_addresses,
     is_under,
     parse_networks,
     parse_webhook_url,
@@ -216,6 +217,43 @@ def test_registration_accepts_allowed_literal() -> None:
 
 
 def test_registration_leaves_names_to_send_time() -> None:
-    url = check_endpoint_url("https://localhost/hooks", allow_http=False, policy=AddressPolicy())
+    url = check_endpoint_url(
+        "https://hooks.example.com/hooks", allow_http=False, policy=AddressPolicy()
+    )
 
-    assert url == "https://localhost/hooks"
+    assert url == "https://hooks.example.com/hooks"
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("localhost", "127.0.0.1"),
+        ("localhost.", "127.0.0.1"),
+        ("a.b.localhost", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("10.1", "10.0.0.1"),
+        ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254"),
+    ],
+)
+def test_registration_rejects_hosts_without_dns(host: str, address: str) -> None:
+    with pytest.raises(InvalidWebhookUrlError) as raised:
+        check_endpoint_url(f"https://{host}/hooks", allow_http=False, policy=AddressPolicy())
+
+    assert f"the host {host} ({address}) is " in str(raised.value)
+
+
+def test_registration_allows_numeric_form_in_allowed_network() -> None:
+    policy = AddressPolicy(parse_networks("127.0.0.0/8"))
+
+    url = check_endpoint_url("https://0x7f.1/hooks", allow_http=False, policy=policy)
+
+    assert url == "https://0x7f.1/hooks"
+
+
+@pytest.mark.parametrize("host", ["hooks.example.com", "0x7g.1", "1e3", "face.b00c", "deadbeef"])
+def test_fixed_host_addresses_leave_names_to_dns(host: str) -> None:
+    assert fixed_host_addresses(host) is None

@@ -8,8 +8,6 @@ with its own recipient and either `delayDays` or `requestedSendTime`.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -38,7 +36,11 @@ from budstikke.domain.request_fields import (
     read_string,
 )
 from budstikke.domain.webhook_requests import read_callback_url
-from budstikke.domain.webhook_urls import AddressPolicy, IPAddress, literal_address
+from budstikke.domain.webhook_urls import (
+    AddressPolicy,
+    describe_host,
+    find_rejected_host_address,
+)
 
 # A send time this far in the past still counts as "now": the client's clock
 # and the request's travel time may put "now" slightly behind ours.
@@ -53,7 +55,6 @@ MAX_DELAY_DAYS = 365
 MAX_URL_LENGTH = 2000
 # Recipient kinds of Altinn's API that need a look-up in a national register.
 REGISTRY_RECIPIENTS = ("recipientPerson", "recipientOrganization", "recipientExternalIdentity")
-LOOPBACK_ADDRESSES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 SENDING_TIME_POLICIES = {"anytime": "Anytime", "daytime": "Daytime", "1": "Anytime", "2": "Daytime"}
 
 
@@ -186,9 +187,10 @@ def read_condition_endpoint(
 def describe_endpoint_problem(url: str, policy: AddressPolicy) -> str | None:
     """Return why a condition endpoint cannot be used, or None when it can.
 
-    A host that is an IP literal, or `localhost`, is checked against the
-    address policy here. A host name is checked at each request, against
-    the addresses it resolves to then.
+    A host that resolves without DNS (an IP literal, a numeric IPv4 form
+    such as 2130706433, or `localhost`) is checked against the address
+    policy here. A DNS name is checked at each request, against the
+    addresses it resolves to then.
     """
     if any(not character.isprintable() or character.isspace() for character in url):
         return "conditionEndpoint must not contain spaces or control characters."
@@ -204,36 +206,16 @@ def describe_endpoint_problem(url: str, policy: AddressPolicy) -> str | None:
         )
     del port
     host = parts.hostname.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        # Resolvers answer these names with loopback addresses only.
-        addresses: tuple[IPAddress, ...] = LOOPBACK_ADDRESSES
-    else:
-        address = literal_address(host) or legacy_ipv4_address(host)
-        if address is None:
-            return None
-        addresses = (address,)
-    rejected = policy.first_rejected(addresses)
+    rejected = find_rejected_host_address(host, policy)
     if rejected is None:
         return None
+    address, reason = rejected
     return (
-        f"conditionEndpoint host {host} is {rejected[1]}, which this service does not call. "
+        f"conditionEndpoint host {describe_host(host, address)} is {reason}, which this "
+        "service does not call. "
         "Use a public address, or ask the operator to add its network to "
         "BUDSTIKKE_CONDITION_ALLOWED_NETWORKS."
     )
-
-
-def legacy_ipv4_address(host: str) -> ipaddress.IPv4Address | None:
-    """Return the address of a host that inet_aton reads as IPv4, such as 2130706433 or 127.1.
-
-    glibc's getaddrinfo reads these forms as addresses without a DNS query,
-    so they are checked like IP literals.
-    """
-    if not host or host.strip("0123456789abcdefx."):
-        return None
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
 
 
 def read_recipient(

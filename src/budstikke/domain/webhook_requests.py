@@ -16,7 +16,8 @@ from budstikke.domain.webhook_urls import (
     MAX_URL_LENGTH,
     AddressPolicy,
     InvalidWebhookUrlError,
-    literal_address,
+    describe_host,
+    find_rejected_host_address,
     parse_webhook_url,
 )
 
@@ -36,18 +37,19 @@ def read_body_object(body: Any, errors: FieldErrors) -> JsonObject:
 def check_endpoint_url(url: str, *, allow_http: bool, policy: AddressPolicy) -> str:
     """Check an endpoint URL as registration does; raises InvalidWebhookUrlError.
 
-    A host that is an IP literal is checked against the address policy at
-    once. A host name is checked at each send, against what it resolves to then.
+    A host that resolves without DNS (an IP literal, a numeric IPv4 form
+    such as 2130706433, or `localhost`) is checked against the address
+    policy at once, because a send to it would be rejected every time. A
+    DNS name is checked at each send, against what it resolves to then.
     """
     parsed = parse_webhook_url(url, allow_http=allow_http)
-    address = literal_address(parsed.host)
-    if address is not None:
-        reason = policy.rejection_reason(address)
-        if reason is not None:
-            raise InvalidWebhookUrlError(
-                f"the host {address} is {reason}; the operator can allow it with "
-                "BUDSTIKKE_WEBHOOK_ALLOWED_NETWORKS"
-            )
+    rejected = find_rejected_host_address(parsed.host, policy)
+    if rejected is not None:
+        address, reason = rejected
+        raise InvalidWebhookUrlError(
+            f"the host {describe_host(parsed.host, address)} is {reason}; use a public "
+            "address, or the operator can allow it with BUDSTIKKE_WEBHOOK_ALLOWED_NETWORKS"
+        )
     return parsed.text
 
 
@@ -93,7 +95,8 @@ def read_callback_url(source: JsonObject, errors: FieldErrors) -> str | None:
     """Read an order's optional `callbackUrl` and check its syntax.
 
     Whether it lies under one of the creator's registered endpoints is
-    checked when the order is stored.
+    checked when the order is stored. Its host then equals the endpoint's,
+    which registration checked against the address policy.
     """
     url = read_string(source, "callbackUrl", "", errors, required=False, max_length=MAX_URL_LENGTH)
     if url is None or not url.strip():

@@ -1,8 +1,9 @@
 """Webhook URLs: the syntax a target must have, the callback prefix match, and the address policy.
 
-Registration checks the syntax, and the address policy only when the host is
-an IP literal, because a name can resolve to another address by the time an
-event is sent. The address policy is applied at send time to every address
+Registration checks the syntax, and the address policy only when the host
+resolves without a DNS query (an IP literal, a numeric IPv4 form such as
+2130706433, or `localhost`), because a name can resolve to another address
+by the time an event is sent. The address policy is applied at send time to every address
 the name resolves to, and the connection goes to an address that passed it.
 Condition endpoints of regular orders use the same policy.
 """
@@ -10,6 +11,7 @@ Condition endpoints of regular orders use the same policy.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -22,6 +24,11 @@ DEFAULT_PORTS = {"https": 443, "http": 80}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The addresses that resolvers give `localhost` and its subdomains (RFC 6761).
+LOOPBACK_ADDRESSES: tuple[IPAddress, ...] = (
+    ipaddress.IPv4Address("127.0.0.1"),
+    ipaddress.IPv6Address("::1"),
+)
 # Cloud instance metadata services. 169.254.169.254 and fd00:ec2::254 are
 # link-local or private anyway. 100.100.100.200 (Alibaba Cloud) is in the
 # shared address space, and 168.63.129.16 (Azure WireServer) is a public
@@ -255,3 +262,51 @@ def literal_address(host: str) -> IPAddress | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def legacy_ipv4_address(host: str) -> ipaddress.IPv4Address | None:
+    """Return the address of a host that inet_aton reads as IPv4, such as 2130706433 or 127.1.
+
+    glibc's getaddrinfo reads these forms as addresses without a DNS query,
+    so they are checked like IP literals.
+    """
+    if not host or host.strip("0123456789abcdefx."):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def fixed_host_addresses(host: str) -> tuple[IPAddress, ...] | None:
+    """Return the addresses a host resolves to without a DNS query, or None for a DNS name.
+
+    These hosts are IP literals, the numeric IPv4 forms of
+    `legacy_ipv4_address`, and `localhost` with its subdomains. `host` is
+    lower case, with an IPv6 literal unbracketed.
+    """
+    name = host.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return LOOPBACK_ADDRESSES
+    address = literal_address(name) or legacy_ipv4_address(name)
+    if address is None:
+        return None
+    return (address,)
+
+
+def find_rejected_host_address(host: str, policy: AddressPolicy) -> tuple[IPAddress, str] | None:
+    """Return the first address of a host without DNS that the policy rejects, with the reason.
+
+    Returns None when the policy allows every such address, or when the host
+    is a DNS name, which is checked at each request against what it resolves
+    to then.
+    """
+    addresses = fixed_host_addresses(host)
+    if addresses is None:
+        return None
+    return policy.first_rejected(addresses)
+
+
+def describe_host(host: str, address: IPAddress) -> str:
+    """Return the host for a message, with the address it stands for when that differs."""
+    return host if host == str(address) else f"{host} ({address})"
