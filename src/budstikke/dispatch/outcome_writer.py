@@ -3,7 +3,7 @@
 Each caller waits for its own item's result, as if the item were written
 alone. One task drains the queue: whatever arrived while the previous
 transaction ran goes into the next, up to MAX_BATCH_ITEMS. At a low rate a
-batch holds one item and nothing waits for a timer. Under load one
+batch contains one item and nothing waits for a timer. Under load one
 transaction serves many items, so its fixed cost (begin, commit, the
 statements that read and write the batch) is shared among them.
 """
@@ -91,7 +91,7 @@ class OutcomeWriter:
 
     def _enqueue(self, item: _Queued) -> None:
         # An item stays queued and is written even when its caller is
-        # cancelled: the hand-off or the report happened all the same.
+        # cancelled, because the hand-off or the report happened all the same.
         self._queue.append(item)
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = asyncio.create_task(self._drain(), name="budstikke-outcome-writer")
@@ -118,8 +118,8 @@ class OutcomeWriter:
                 now=self.clock(),
             )
         except DatabaseUnavailableError as error:
-            # Writing the items one by one would fail the same way; each caller
-            # handles the outage as it would for an item written alone.
+            # Writing the items one by one would fail the same way, so each
+            # caller handles the outage as it would for an item written alone.
             for item in batch:
                 _set_exception(item.result, DatabaseUnavailableError(str(error)))
             return
@@ -127,7 +127,8 @@ class OutcomeWriter:
             if len(batch) == 1:
                 _set_exception(batch[0].result, error)
                 return
-            # One bad item must not fail the others.
+            # One bad item must not fail the others. This also covers a deadlock
+            # that PostgreSQL ended by aborting this transaction.
             logger.warning(
                 "writing a batch of hand-off records and reports failed; writing them one by one",
                 extra={

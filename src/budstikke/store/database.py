@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.sqlite_inline import inline_connector
+
+logger = logging.getLogger(__name__)
 
 # How long SQLite waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -34,7 +39,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            ensure_sqlite_folder(url)
+            create_sqlite_file(url)
             self._write_engine = create_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
             self._read_engine = create_sqlite_engine(url, begin="BEGIN", pool_size=4)
         else:
@@ -73,10 +78,36 @@ class Database:
             await self._read_engine.dispose()
 
 
-def ensure_sqlite_folder(url: str) -> None:
+def create_sqlite_file(url: str) -> None:
+    """Create the database file with mode 0600, and its folder with 0700 if it is missing.
+
+    The file contains recipients, message bodies and webhook signing secrets.
+    SQLite gives the -wal and -shm files the mode of the database file. An
+    existing file keeps its mode, with a warning when other users can read it.
+    """
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # An empty file is an empty SQLite database.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        warn_if_readable_by_others(path)
+
+
+def warn_if_readable_by_others(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "SQLite database file is readable by other users; restrict it with chmod 600 "
+            "(and its -wal and -shm files)",
+            extra={"event": "database_file_open", "path": str(path), "mode": oct(mode & 0o777)},
+        )
 
 
 def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:

@@ -115,9 +115,9 @@ REPORT_CANDIDATES = (
     .order_by(notifications.c.id)
 )
 # Receipts of the parts of one message arrive together. Locking the
-# notification rows makes their transactions take turns, so the last one sees
-# every other part's status; without it, two concurrent transactions could
-# each see the other's part as still open (PostgreSQL).
+# notification rows makes their transactions take turns, so the last one reads
+# every other part's status. Without the lock, two concurrent transactions
+# could each read the other's part as still open (PostgreSQL).
 LOCKED_REPORT_CANDIDATES = REPORT_CANDIDATES.with_for_update(of=notifications)
 PARTS_OF_NOTIFICATIONS = select(
     provider_parts.c.notification_id,
