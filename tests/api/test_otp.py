@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from budstikke.config import Settings
+from tests.api.orders import EMAIL_PATH, LEGACY_PATH, SMS_PATH, email_order, sms_order
 from tests.api.otp_support import (
     OTP_PATH,
     FrozenClock,
@@ -24,6 +25,7 @@ from tests.api.otp_support import (
     status,
     wrong_code,
 )
+from tests.api.regular import ORDERS_PATH, regular_order
 from tests.conftest import RunningApp
 
 
@@ -729,3 +731,35 @@ async def test_template_digits_next_to_code_are_400(app: RunningApp) -> None:
     assert list(errors) == ["template"]
     assert "Put a letter or a word between the digits and {code}." in errors["template"][0]
     assert app.outbox_lines("sms") == []
+
+
+async def test_client_orders_cannot_take_a_code_key(
+    app: RunningApp, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fix_codes(monkeypatch, "111111", "222222")
+    verification_id, _code = await new_verification(app)
+    taken = f"otp:{verification_id}:1"
+    legacy = {"idempotencyId": taken, "recipient": {"recipientSms": sms_order()["recipientSms"]}}
+    bodies = [
+        (SMS_PATH, sms_order(idempotency_id=taken)),
+        (EMAIL_PATH, email_order(idempotency_id=taken)),
+        (LEGACY_PATH, legacy),
+        (ORDERS_PATH, regular_order(idempotency_id=taken)),
+    ]
+    answers = [
+        await app.client.post(path, json=body, headers=app.headers()) for path, body in bodies
+    ]
+    clock.advance(30)
+    resent = await resend(app, verification_id)
+
+    for (path, _body), answer in zip(bodies, answers, strict=True):
+        assert answer.status_code == 400, path
+        assert answer.json()["errors"]["idempotencyId"] == [
+            "idempotencyId must not start with 'otp:', which is reserved for the orders that "
+            f"carry OTP codes; got '{taken}'. Use another prefix."
+        ], path
+    assert resent.status_code == 200
+    assert resent.json()["shipmentId"] is not None
+    # The resend sent the new code, in a second message.
+    assert len(app.outbox_lines("sms")) == 2
+    assert last_code(app) == "222222"

@@ -7,9 +7,11 @@ from email.header import decode_header
 from typing import Any, Literal, cast
 
 from budstikke.domain.email_address import InvalidEmailAddressError, validate_email_address
+from budstikke.domain.otp import ORDER_KEY_PREFIX
 from budstikke.domain.phone import InvalidPhoneNumberError, parse_sms_recipient
 from budstikke.domain.request_fields import (
     FieldErrors,
+    describe,
     JsonObject,
     fold_keys,
     join_path,
@@ -69,6 +71,13 @@ def read_order_header(source: JsonObject, errors: FieldErrors) -> tuple[str | No
     idempotency_id = read_string(
         source, "idempotencyId", "", errors, required=True, max_length=MAX_ID_LENGTH
     )
+    if idempotency_id is not None and idempotency_id.startswith(ORDER_KEY_PREFIX):
+        errors.add(
+            "idempotencyId",
+            f"idempotencyId must not start with {ORDER_KEY_PREFIX!r}, which is reserved for the "
+            f"orders that carry OTP codes; got {describe(idempotency_id)}. Use another prefix.",
+        )
+        idempotency_id = None
     senders_reference = read_string(
         source,
         "sendersReference",

@@ -30,6 +30,9 @@ MAX_RESENDS = 3
 LIMIT_WINDOW_S = 3600
 MIN_KEY_BYTES = 32
 CODE_PLACEHOLDER = "{code}"
+# The idempotency ids of the instant orders that carry codes start with this.
+# The API rejects it in clients' ids, so a client order never takes a code's id.
+ORDER_KEY_PREFIX = "otp:"
 LANGUAGES = ("en", "nb", "nn")
 DEFAULT_LANGUAGE = "nb"
 # Domain separation: this key signs nothing else, but a version tag lets the

@@ -33,6 +33,7 @@ from budstikke.domain.otp import (
     LIMIT_WINDOW_S,
     MAX_ATTEMPTS,
     MAX_TTL_S,
+    ORDER_KEY_PREFIX,
     OtpStatus,
     digests_match,
 )
@@ -103,7 +104,7 @@ def recipient_key(channel: Channel, recipient: str) -> str:
 
 def order_key(verification_id: UUID, code_serial: int) -> str:
     """Return the idempotency id of the instant order that carries one code."""
-    return f"otp:{verification_id}:{code_serial}"
+    return f"{ORDER_KEY_PREFIX}{verification_id}:{code_serial}"
 
 
 def lock_key(name: str) -> int:
