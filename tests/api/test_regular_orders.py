@@ -260,6 +260,53 @@ async def test_invalid_order_names_field(
     assert words in " ".join(errors[path])
 
 
+def iso_8601_forms_outside_rfc_3339(moment: datetime) -> list[str]:
+    """Return one send time in ISO 8601 forms that Python 3.11 reads but RFC 3339 excludes."""
+    year, week, weekday = moment.isocalendar()
+    day = moment.strftime("%Y-%m-%d")
+    return [
+        f"{year}-W{week:02d}-{weekday}T10:00:00Z",
+        f"{moment.year}-{moment.timetuple().tm_yday:03d}T10:00:00Z",
+        f"{day}T10:00:00+01:00:30",
+        f"{day}T10:00Z",
+        f"{day} 10:00:00Z",
+        f"{moment.strftime('%Y%m%d')}T100000Z",
+        f"{day}T10:00:00+0100",
+        f"{day}T10:00:00+01",
+        f" {day}T10:00:00Z",
+    ]
+
+
+async def test_send_time_must_be_rfc_3339(running_app: RunningApp) -> None:
+    moment = datetime.now(UTC) + timedelta(days=2)
+    rejected = {}
+    for text in iso_8601_forms_outside_rfc_3339(moment):
+        order = regular_order(requestedSendTime=text)
+        reminder = {"requestedSendTime": text, "recipient": sms_recipient()}
+        order_with_reminder = regular_order(reminders=[reminder])
+        for body, path in (
+            (order, "requestedSendTime"),
+            (order_with_reminder, "reminders[0].requestedSendTime"),
+        ):
+            response = await running_app.client.post(
+                ORDERS_PATH, json=body, headers=running_app.headers()
+            )
+            rejected[(text, path)] = (response.status_code, response.json().get("errors", {}))
+    accepted = await running_app.client.post(
+        ORDERS_PATH,
+        json=regular_order(requestedSendTime=moment.strftime("%Y-%m-%dt10:00:00.25z")),
+        headers=running_app.headers(),
+    )
+
+    for (text, path), (status, errors) in rejected.items():
+        assert status == 400, text
+        assert list(errors) == [path], text
+        assert "RFC 3339" in errors[path][0]
+        assert repr(text) in errors[path][0]
+        assert "2026-12-06T10:00:00+01:00" in errors[path][0]
+    assert accepted.status_code == 201
+
+
 async def test_statuses_move_from_registered_to_completed(settings: Settings) -> None:
     clock = FakeClock(datetime.now(UTC))
     async with run_app(settings, clock=clock) as app:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from budstikke.domain.date_times import InvalidDateTimeError, parse_date_time
 from budstikke.domain.order_requests import (
     read_content_type,
     read_email_address,
@@ -135,17 +136,12 @@ def read_send_time(
         errors.add(path, f"requestedSendTime must be a date-time string; got {json_type(value)}.")
         return None
     try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        moment = parse_date_time(value)
+    except InvalidDateTimeError as error:
         errors.add(
             path,
-            f"requestedSendTime must be an RFC 3339 date-time, {example}; got {describe(value)}.",
-        )
-        return None
-    if moment.tzinfo is None:
-        errors.add(
-            path,
-            f"requestedSendTime must include a time-zone offset, {example}; got {describe(value)}.",
+            f"requestedSendTime must be an RFC 3339 date-time with a time-zone offset, "
+            f"{example}; got {describe(value)}: {error}.",
         )
         return None
     # Aware datetimes compare by their UTC instant without building a UTC
