@@ -11,8 +11,8 @@ from budstikke.domain.otp import ORDER_KEY_PREFIX
 from budstikke.domain.phone import InvalidPhoneNumberError, parse_sms_recipient
 from budstikke.domain.request_fields import (
     FieldErrors,
-    describe,
     JsonObject,
+    describe,
     fold_keys,
     join_path,
     json_type,
