@@ -117,33 +117,62 @@ async def create_instant_order(
     """
     try:
         async with database.write() as connection:
-            receipt = await insert_order(
+            return await store_instant_order(
                 connection,
-                dialect="sqlite" if database.is_sqlite else "postgresql",
                 creator=creator,
                 idempotency_id=idempotency_id,
                 senders_reference=senders_reference,
                 notification=notification,
                 now=now,
+                notify_workers=notify_workers,
                 lease=lease,
                 callback_url=callback_url,
+                admit=admit,
             )
-            if receipt is None:
-                existing = await find_order_by_key(connection, creator, idempotency_id)
-                if existing is None:
-                    raise RuntimeError("an order conflicted on its key but cannot be read")
-                return existing
-            if admit is not None:
-                await admit(connection)
-            if notify_workers and not database.is_sqlite:
-                await notify(connection, QUEUED_CHANNEL)
-            return receipt
     except IntegrityError:
         async with database.read() as connection:
             existing = await find_order_by_key(connection, creator, idempotency_id)
         if existing is None:
             raise
         return existing
+
+
+async def store_instant_order(
+    connection: AsyncConnection,
+    *,
+    creator: str,
+    idempotency_id: str,
+    senders_reference: str | None,
+    notification: NewNotification,
+    now: datetime,
+    notify_workers: bool = False,
+    lease: Lease | None = None,
+    callback_url: str | None = None,
+    admit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+) -> OrderReceipt:
+    """Store an order in the connection's transaction, as `create_instant_order` describes."""
+    dialect = connection.dialect.name
+    receipt = await insert_order(
+        connection,
+        dialect=dialect,
+        creator=creator,
+        idempotency_id=idempotency_id,
+        senders_reference=senders_reference,
+        notification=notification,
+        now=now,
+        lease=lease,
+        callback_url=callback_url,
+    )
+    if receipt is None:
+        existing = await find_order_by_key(connection, creator, idempotency_id)
+        if existing is None:
+            raise RuntimeError("an order conflicted on its key but cannot be read")
+        return existing
+    if admit is not None:
+        await admit(connection)
+    if notify_workers and dialect == "postgresql":
+        await notify(connection, QUEUED_CHANNEL)
+    return receipt
 
 
 async def find_order_by_key(
