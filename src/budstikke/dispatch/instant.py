@@ -22,7 +22,7 @@ from budstikke.domain.statuses import Channel, Priority
 from budstikke.metrics import Metrics
 from budstikke.store.creator_limits import CreatorLimitsSource
 from budstikke.store.database import Database
-from budstikke.store.orders import create_instant_order
+from budstikke.store.order_batches import OrderBatcher
 from budstikke.store.rate_limits import take_order_allowance
 from budstikke.store.records import NewNotification, OrderReceipt
 
@@ -42,6 +42,8 @@ class InstantOrders:
         limits: CreatorLimitsSource | None = None,
     ) -> None:
         self.database = database
+        # Orders placed together share one transaction on SQLite (group commit).
+        self.orders = OrderBatcher(database)
         self.dispatcher = dispatcher
         # Without a source every creator gets the built-in default limits, never none.
         self.limits = limits or CreatorLimitsSource(database, DEFAULT_LIMITS)
@@ -118,8 +120,7 @@ class InstantOrders:
             )
 
         try:
-            receipt = await create_instant_order(
-                self.database,
+            receipt = await self.orders.create(
                 creator=creator,
                 idempotency_id=idempotency_id,
                 senders_reference=senders_reference,
