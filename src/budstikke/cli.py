@@ -105,7 +105,8 @@ main.add_command(purge)
     envvar="BUDSTIKKE_NO_WORKERS",
     show_envvar=True,
     help="Serve the API only: store orders and leave every hand-off to `budstikke worker` "
-    "processes (woken over PostgreSQL LISTEN/NOTIFY; polled on SQLite).",
+    "processes (woken over PostgreSQL LISTEN/NOTIFY; polled on SQLite). The workers also "
+    "turn regular orders into notifications.",
 )
 def serve(host: str, port: int, no_workers: bool) -> None:
     """Run the HTTP API and the dispatch workers in one process.
@@ -153,7 +154,8 @@ def worker() -> None:
     """Run the dispatch workers only, without the HTTP API.
 
     Claims due notifications (instant first), hands them off, retries and
-    expires them. Run several on PostgreSQL for more throughput; SIGINT or
+    expires them, and turns regular orders into notifications at their send
+    time. Run several on PostgreSQL for more throughput; SIGINT or
     SIGTERM stops a worker cleanly.
     """
     from budstikke.dispatch.runner import run_worker
