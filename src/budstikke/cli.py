@@ -19,6 +19,7 @@ from budstikke.channels.base import Provider
 from budstikke.cli_client import client_commands
 from budstikke.cli_import import orders_group
 from budstikke.cli_limits import limits, purge
+from budstikke.cli_otp_key import otp_key
 from budstikke.cli_webhooks import webhook
 from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
@@ -79,6 +80,7 @@ main.add_command(webhook)
 main.add_command(orders_group)
 main.add_command(limits)
 main.add_command(purge)
+main.add_command(otp_key)
 
 
 @main.command(epilog=describe_settings())
@@ -250,21 +252,28 @@ def providers_or_exit(settings: Settings) -> dict[Channel, Provider]:
 
 
 async def check_start_up(settings: Settings) -> None:
-    """Migrate the database and read the JWT key set, raising BudstikkeError on failure."""
+    """Migrate the database, compare the OTP key with the recorded one and read the JWT key set.
+
+    Raises BudstikkeError on failure.
+    """
     from budstikke.api.jwks import JwksVerifier
+    from budstikke.dispatch.otp import load_checked_otp_key
     from budstikke.store.database import Database
     from budstikke.store.migrate import upgrade_to_head
 
     database = Database(settings.resolved_database_url)
     try:
         await upgrade_to_head(database)
+        if settings.jwks_url:
+            verifier = JwksVerifier(
+                settings.jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            )
+            await verifier.load()
+        # Last, because it may generate the key file: a start that fails
+        # on another setting leaves no new key behind.
+        await load_checked_otp_key(settings, database, now=datetime.now(UTC))
     finally:
         await database.dispose()
-    if settings.jwks_url:
-        verifier = JwksVerifier(
-            settings.jwks_url, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        )
-        await verifier.load()
 
 
 @main.command()

@@ -3,6 +3,8 @@
 Every process that checks codes must use the same key. A deployment with
 several processes or machines therefore sets BUDSTIKKE_OTP_KEY or shares the
 data folder, and the generated file suits the embedded single-process default.
+The database keeps the key's fingerprint, and a process whose key has
+another fingerprint stops at start (see dispatch/otp.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -28,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 KEY_SETTING = "BUDSTIKKE_OTP_KEY"
 KEY_FILE_NAME = "otp.key"
+# The message of the fingerprint HMAC. Code digests hash messages with
+# another prefix, so a fingerprint never equals the digest of a code.
+_FINGERPRINT_LABEL = b"budstikke-otp-key-fingerprint-v1"
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
@@ -66,6 +73,22 @@ def load_otp_key(settings: Settings) -> bytes:
     if not path.exists():
         create_key_file(path)
     return read_key_file(path)
+
+
+def describe_key_source(settings: Settings) -> str:
+    """Name where load_otp_key reads the key, for messages to the operator."""
+    if settings.otp_key:
+        return KEY_SETTING
+    return f"the key file {settings.data_dir / KEY_FILE_NAME} ({KEY_SETTING} is not set)"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Return the hex HMAC-SHA256 of a fixed label under the key, which differs between keys.
+
+    The fingerprint can be stored and shown: it reveals nothing about the key
+    that would help to compute digests of codes.
+    """
+    return hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
 
 
 def read_key_file(path: Path) -> bytes:

@@ -40,7 +40,7 @@ from budstikke.channels.base import Provider
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import utc_now
 from budstikke.dispatch.instant import InstantOrders
-from budstikke.dispatch.otp import build_otp_verifications
+from budstikke.dispatch.otp import build_otp_verifications, load_checked_otp_key
 from budstikke.dispatch.regular import RegularOrders, build_regular_processor
 from budstikke.dispatch.runner import build_dispatcher, build_providers
 from budstikke.domain.rate_limits import RateLimitExceededError
@@ -131,6 +131,11 @@ async def start_services(
 ) -> Services:
     database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await upgrade_to_head(database)
+    try:
+        otp_key = await load_checked_otp_key(settings, database, now=clock())
+    except BaseException:
+        await database.dispose()
+        raise
     jwks = None
     if settings.jwks_url:
         jwks = JwksVerifier(
@@ -179,7 +184,9 @@ async def start_services(
         ),
         regular_processor=regular_processor,
     )
-    services.otp = build_otp_verifications(settings, database, services.instant_orders, clock=clock)
+    services.otp = build_otp_verifications(
+        settings, database, services.instant_orders, key=otp_key, clock=clock
+    )
     return services
 
 

@@ -41,10 +41,11 @@ from budstikke.domain.rate_limits import OTP_COOLDOWN_LIMIT, RateLimitExceededEr
 from budstikke.domain.recipients import mask_recipient
 from budstikke.domain.request_fields import RequestValidationError
 from budstikke.domain.statuses import Channel
-from budstikke.errors import BudstikkeError
-from budstikke.otp_key import load_otp_key
+from budstikke.errors import BudstikkeError, ConfigurationError
+from budstikke.otp_key import KEY_SETTING, describe_key_source, key_fingerprint, load_otp_key
 from budstikke.store.database import Database
 from budstikke.store.otp import NewVerification, OtpStore, Verification, order_key
+from budstikke.store.otp_key import claim_otp_key_fingerprint
 from budstikke.store.records import OrderReceipt
 
 # The paths under which the instant order's checks report the message text.
@@ -103,18 +104,41 @@ class OtpLimits:
     failed_checks_per_hour: int  # wrong codes per creator and recipient
 
 
+async def load_checked_otp_key(settings: Settings, database: Database, *, now: datetime) -> bytes:
+    """Return the OTP key once it is known to be the key the other processes use.
+
+    Reads or creates the key. The first process on a database records the
+    key's fingerprint there, and a later process whose key has another
+    fingerprint raises ConfigurationError: its digests would match no code
+    the other processes sent, and every check would use up an attempt.
+    """
+    key = load_otp_key(settings)
+    fingerprint = key_fingerprint(key)
+    stored = await claim_otp_key_fingerprint(database, fingerprint, now=now)
+    if stored.fingerprint != fingerprint:
+        raise ConfigurationError(
+            KEY_SETTING,
+            f"the OTP key from {describe_key_source(settings)} is not the key recorded in the "
+            f"database on {stored.recorded_at:%Y-%m-%d %H:%M} UTC, so this process would reject "
+            f"every code the others send. Give every process the same {KEY_SETTING}, or, to "
+            "change the key on purpose, run `budstikke otp-key rotate`; codes sent before "
+            "then stop working.",
+        )
+    return key
+
+
 def build_otp_verifications(
     settings: Settings,
     database: Database,
     instant_orders: InstantOrders,
     *,
+    key: bytes,
     clock: Callable[[], datetime] = utc_now,
 ) -> OtpVerifications:
-    """Build the service from the settings; reads or creates the OTP key."""
     return OtpVerifications(
         OtpStore(database),
         instant_orders,
-        key=load_otp_key(settings),
+        key=key,
         limits=OtpLimits(
             recipient_per_hour=settings.otp_recipient_limit_per_hour,
             failed_checks_per_hour=settings.otp_failed_check_limit_per_hour,

@@ -343,3 +343,14 @@ otp_failed_checks = Table(
     # For counting a recipient's rows through their verifications.
     Index(None, "verification_id", "failed_at"),
 )
+
+# One row per server key that every process must share, with an HMAC of a
+# fixed label under the key: a process started with another key gets another
+# fingerprint and is stopped at start. The key itself is never stored.
+key_fingerprints = Table(
+    "key_fingerprints",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
