@@ -175,6 +175,20 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         default=16, ge=1, le=1000, description="Webhook requests one worker process runs at once."
     )
+    webhook_concurrency_per_endpoint: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="Webhook requests to one endpoint, its callback URLs included, in flight "
+        "at once in all worker processes together, so a slow receiver holds no more slots.",
+    )
+    webhook_concurrency_per_creator: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Webhook requests to one creator's endpoints in flight at once, in all "
+        "worker processes together.",
+    )
     rate_limit_per_s: float = Field(
         default=DEFAULT_RATE_PER_S,
         ge=0,

@@ -4,6 +4,7 @@ loopback (allow-listed), signed, in order, retried, surviving a restart, on both
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -484,3 +485,44 @@ async def test_regular_order_callback_is_checked(settings: Settings, receiver: R
 
     assert response.status_code == 400
     assert list(response.json()["errors"]) == ["callbackUrl"]
+
+
+async def test_slow_endpoint_does_not_delay_others(settings: Settings) -> None:
+    timeout_s = 3.0
+    per_endpoint = 4
+    async with (
+        Receiver() as slow,
+        Receiver() as fast,
+        run_app(
+            webhook_settings(
+                settings, webhook_timeout_s=timeout_s, webhook_concurrency_per_endpoint=per_endpoint
+            )
+        ) as app,
+    ):
+        # Every request to the slow receiver outlasts the timeout.
+        slow.reply(*[Reply(delay_s=timeout_s + 1) for _ in range(200)])
+        await register(app, slow.url("/hooks"))
+        for number in range(20):
+            # Distinct recipients stay under the per-recipient limit.
+            order = sms_order(phone=f"+479900{number:04d}")
+            placed = await app.client.post(SMS_PATH, json=order, headers=app.headers())
+            assert placed.status_code == 201, placed.text
+        await slow.wait_for_requests(per_endpoint)
+        other_key = await app.new_key("other")
+        await register(app, fast.url("/hooks"), key=other_key)
+
+        placed_at = time.monotonic()
+        response = await app.client.post(SMS_PATH, json=sms_order(), headers=app.headers(other_key))
+        assert response.status_code == 201, response.text
+        [first, *_] = await fast.wait_for_requests(1)
+        arrived_after_s = first.received_at - placed_at
+        fast_requests = await fast.wait_for_requests(3)
+        slow_requests = list(slow.requests)
+
+    # Without a share per endpoint, the slow receiver's requests take every
+    # slot, and the other creator's event waits for them to time out.
+    assert arrived_after_s < timeout_s / 2
+    assert statuses(fast_requests) == SMS_STATUSES
+    first_slow = slow_requests[0].received_at
+    before_timeout = [r for r in slow_requests if r.received_at < first_slow + timeout_s - 0.5]
+    assert len(before_timeout) <= per_endpoint

@@ -221,6 +221,59 @@ async def test_claim_waits_for_earlier_event_of_shipment(database: Database) -> 
     assert [json.loads(item.payload)["status"] for item in after_first] == ["SMS_Sending"]
 
 
+async def test_claim_keeps_endpoint_and_creator_shares(database: Database) -> None:
+    first_endpoint, _ = await create_endpoint(database, creator="ttd", url=URL, now=NOW)
+    second_endpoint, _ = await create_endpoint(
+        database, creator="ttd", url=URL + "/second", now=NOW
+    )
+    other_endpoint, _ = await create_endpoint(database, creator="nav", url=URL, now=NOW)
+    for key in "abcd":
+        await new_order(database, key)
+    await new_order(database, "other", creator="nav")
+
+    def claim(worker_id: str) -> Any:
+        return claim_due(
+            database,
+            worker_id=worker_id,
+            now=NOW,
+            lease_until=NOW + LEASE,
+            limit=10,
+            per_endpoint=3,
+            per_creator=3,
+        )
+
+    first = await claim("d1")
+    second = await claim("d2")
+    delivered = await record_delivered(database, first[0], now=NOW)
+    after_delivery = await claim("d2")
+
+    # Events of both ttd endpoints alternate by id, so the creator's share ends at 2 and 1.
+    per_endpoint = [item.endpoint_id for item in first]
+    assert per_endpoint.count(first_endpoint.id) == 2
+    assert per_endpoint.count(second_endpoint.id) == 1
+    assert per_endpoint.count(other_endpoint.id) == 1
+    assert second == []
+    assert delivered
+    assert [item.creator for item in after_delivery] == ["ttd"]
+
+
+async def test_claim_per_endpoint_limit_alone(database: Database) -> None:
+    first_endpoint, _ = await create_endpoint(database, creator="ttd", url=URL, now=NOW)
+    second_endpoint, _ = await create_endpoint(
+        database, creator="ttd", url=URL + "/second", now=NOW
+    )
+    for key in "abcd":
+        await new_order(database, key)
+
+    claimed = await claim_due(
+        database, worker_id="w", now=NOW, lease_until=NOW + LEASE, limit=10, per_endpoint=2
+    )
+
+    per_endpoint = [item.endpoint_id for item in claimed]
+    assert per_endpoint.count(first_endpoint.id) == 2
+    assert per_endpoint.count(second_endpoint.id) == 2
+
+
 async def test_claim_takes_at_most_the_limit(database: Database) -> None:
     await create_endpoint(database, creator="ttd", url=URL, now=NOW)
     for key in "abcd":

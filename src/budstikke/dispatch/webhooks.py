@@ -57,7 +57,13 @@ GONE = 410
 
 
 class WebhookDeliveryLoop:
-    """Claims and sends due webhook deliveries until stopped."""
+    """Claims and sends due webhook deliveries until stopped.
+
+    Each delivery runs as its own task, at most `concurrency` at once in
+    this process. An endpoint gets at most `per_endpoint` of them and a
+    creator `per_creator`, counted over all processes, so that a receiver
+    that answers slowly cannot take the slots of other creators' endpoints.
+    """
 
     def __init__(
         self,
@@ -66,6 +72,8 @@ class WebhookDeliveryLoop:
         *,
         worker_id: str,
         concurrency: int,
+        per_endpoint: int | None = None,
+        per_creator: int | None = None,
         poll_interval_s: float,
         clock: Callable[[], datetime],
         metrics: Metrics,
@@ -74,6 +82,8 @@ class WebhookDeliveryLoop:
         self.client = client
         self.worker_id = worker_id
         self.concurrency = concurrency
+        self.per_endpoint = per_endpoint
+        self.per_creator = per_creator
         self.poll_interval_s = poll_interval_s
         self.clock = clock
         self.metrics = metrics
@@ -192,6 +202,8 @@ class WebhookDeliveryLoop:
             now=now,
             lease_until=now + timedelta(seconds=self.lease_s),
             limit=free_slots,
+            per_endpoint=self.per_endpoint,
+            per_creator=self.per_creator,
         )
         for delivery in claimed:
             task = asyncio.create_task(self._deliver_safely(delivery))
@@ -387,6 +399,8 @@ def build_webhook_loop(
         client,
         worker_id=worker_id,
         concurrency=settings.webhook_concurrency,
+        per_endpoint=settings.webhook_concurrency_per_endpoint,
+        per_creator=settings.webhook_concurrency_per_creator,
         poll_interval_s=settings.worker_poll_interval_s,
         clock=clock,
         metrics=metrics,

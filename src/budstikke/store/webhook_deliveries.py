@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import Select, and_, case, delete, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -88,36 +89,33 @@ def due_condition(now: datetime) -> ColumnElement[bool]:
 
 
 async def claim_due(
-    database: Database, *, worker_id: str, now: datetime, lease_until: datetime, limit: int
+    database: Database,
+    *,
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    per_endpoint: int | None = None,
+    per_creator: int | None = None,
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` due deliveries of enabled, unpaused endpoints, oldest due first."""
-    delivery = webhook_deliveries.c
-    earlier = webhook_deliveries.alias("earlier")
-    waits_for_earlier = exists().where(
-        earlier.c.order_id == delivery.order_id,
-        earlier.c.endpoint_id == delivery.endpoint_id,
-        earlier.c.url == delivery.url,
-        earlier.c.state == PENDING,
-        earlier.c.id < delivery.id,
-    )
-    endpoint = webhook_endpoints.c
-    candidates = (
-        select(delivery.id)
-        .join(webhook_endpoints, endpoint.id == delivery.endpoint_id)
-        .where(
-            due_condition(now),
-            endpoint.enabled.is_(True),
-            or_(endpoint.paused_until.is_(None), endpoint.paused_until <= now),
-            ~waits_for_earlier,
+    """Lease up to `limit` due deliveries of enabled, unpaused endpoints, oldest due first.
+
+    An endpoint gets at most `per_endpoint` deliveries in flight, and a
+    creator at most `per_creator`, counting those that any worker holds
+    a lease on. So a slow receiver holds only its own share of the slots,
+    and the next due deliveries of other endpoints are claimed around it.
+    """
+    candidates = select(webhook_deliveries.c.id).where(
+        webhook_deliveries.c.id.in_(
+            select_claimable(now, limit, per_endpoint=per_endpoint, per_creator=per_creator)
         )
-        .order_by(delivery.next_attempt_at, delivery.id)
-        .limit(limit)
     )
     if not database.is_sqlite:
         candidates = candidates.with_for_update(skip_locked=True, of=webhook_deliveries)
     # A materialized CTE runs the LIMIT once; as `IN (subquery)` PostgreSQL may
     # run it again for each row, and SKIP LOCKED then claims more than `limit`.
     picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    delivery = webhook_deliveries.c
     async with database.write() as connection:
         rows = (
             await connection.execute(
@@ -167,6 +165,89 @@ async def claim_due(
     ]
     claimed.sort(key=lambda item: item.id)
     return claimed
+
+
+def select_claimable(
+    now: datetime, limit: int, *, per_endpoint: int | None, per_creator: int | None
+) -> Select[Any]:
+    """Select the ids of up to `limit` due deliveries that fit their endpoint's and creator's share.
+
+    Deliveries in flight (pending, with an unexpired lease) rank first in
+    their endpoint and creator, so a due delivery gets a rank past the ones
+    running. The first ranking keeps `per_endpoint` rows per endpoint, and
+    the second ranks what is left by creator. None means no limit.
+
+    NOTE: every claim ranks all due and running deliveries, so its cost
+    grows with the backlog (n log n), where a plain LIMIT could stop early.
+    Two workers that claim at the same moment rank the same rows, and on
+    PostgreSQL the second skips the locked ones and claims fewer this pass.
+    """
+    delivery = webhook_deliveries.c
+    endpoint = webhook_endpoints.c
+    earlier = webhook_deliveries.alias("earlier")
+    waits_for_earlier = exists().where(
+        earlier.c.order_id == delivery.order_id,
+        earlier.c.endpoint_id == delivery.endpoint_id,
+        earlier.c.url == delivery.url,
+        earlier.c.state == PENDING,
+        earlier.c.id < delivery.id,
+    )
+    in_flight = and_(delivery.lease_expires_at.is_not(None), delivery.lease_expires_at >= now)
+    # 0 for a delivery in flight, 1 for one that may be claimed.
+    claimable = case((in_flight, 0), else_=1)
+    # A delivery in flight was due when it was claimed, so every row here
+    # lies in the (state, next_attempt_at) index range.
+    by_endpoint = (
+        select(
+            delivery.id,
+            delivery.creator,
+            delivery.next_attempt_at,
+            claimable.label("claimable"),
+            func.row_number()
+            .over(
+                partition_by=delivery.endpoint_id,
+                order_by=(claimable, delivery.next_attempt_at, delivery.id),
+            )
+            .label("endpoint_rank"),
+        )
+        .join(webhook_endpoints, endpoint.id == delivery.endpoint_id)
+        .where(
+            delivery.state == PENDING,
+            delivery.next_attempt_at <= now,
+            endpoint.enabled.is_(True),
+            or_(endpoint.paused_until.is_(None), endpoint.paused_until <= now),
+            or_(in_flight, and_(due_condition(now), ~waits_for_earlier)),
+        )
+        .subquery("by_endpoint")
+    )
+    by_creator = (
+        select(
+            by_endpoint.c.id,
+            by_endpoint.c.next_attempt_at,
+            by_endpoint.c.claimable,
+            func.row_number()
+            .over(
+                partition_by=by_endpoint.c.creator,
+                order_by=(
+                    by_endpoint.c.claimable,
+                    by_endpoint.c.next_attempt_at,
+                    by_endpoint.c.id,
+                ),
+            )
+            .label("creator_rank"),
+        )
+        .where(true() if per_endpoint is None else by_endpoint.c.endpoint_rank <= per_endpoint)
+        .subquery("by_creator")
+    )
+    return (
+        select(by_creator.c.id)
+        .where(
+            by_creator.c.claimable == 1,
+            true() if per_creator is None else by_creator.c.creator_rank <= per_creator,
+        )
+        .order_by(by_creator.c.next_attempt_at, by_creator.c.id)
+        .limit(limit)
+    )
 
 
 async def load_secrets(
