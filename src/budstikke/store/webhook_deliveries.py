@@ -179,6 +179,9 @@ def select_claimable(
 
     NOTE: every claim ranks all due and running deliveries, so its cost
     grows with the backlog (n log n), where a plain LIMIT could stop early.
+    With 10,000 due deliveries of unpaused endpoints the query took 30 to
+    45 ms on SQLite, against under 1 ms for the plain LIMIT, and about the
+    same 45 to 55 ms as before on PostgreSQL (one run, shared 2-core machine).
     Two workers that claim at the same moment rank the same rows, and on
     PostgreSQL the second skips the locked ones and claims fewer this pass.
     """
