@@ -465,3 +465,22 @@ def test_sequence_number_is_appended_last() -> None:
     body = with_sequence_number('{"type":"x","status":"SMS_New"}', 42)
 
     assert body == b'{"type":"x","status":"SMS_New","sequenceNumber":42}'
+
+
+async def test_sequence_numbers_never_repeat_after_delivery(database: Database) -> None:
+    # A delivered event's row is deleted, so an emptied table must not hand
+    # its numbers out again.
+    await create_endpoint(database, creator="ttd", url=URL, now=NOW)
+    await new_order(database, "first")
+    first_ids = [row["id"] for row in await events(database)]
+    for claimed in await claim_due(
+        database, worker_id="w", now=NOW, lease_until=NOW + LEASE, limit=10
+    ):
+        assert await record_delivered(database, claimed, now=NOW)
+    assert await events(database) == []
+
+    await new_order(database, "second")
+    second_ids = [row["id"] for row in await events(database)]
+
+    assert first_ids
+    assert min(second_ids) > max(first_ids)

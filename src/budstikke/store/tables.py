@@ -248,6 +248,9 @@ webhook_deliveries = Table(
     Index(None, "state", "next_attempt_at"),
     Index(None, "order_id", "id"),
     Index(None, "endpoint_id", "state"),
+    # Delivered rows are deleted, and without AUTOINCREMENT SQLite would give
+    # their ids, which are sequence numbers receivers saw, to new rows.
+    sqlite_autoincrement=True,
 )
 
 # Notifications whose body is still stored, by the time of their last change:
