@@ -478,13 +478,13 @@ class Dispatcher:
                     keys, status=report.status, error_code=report.error_code
                 )
             except DatabaseUnavailableError as error:
-                # NOTE: a report lost here is not asked for again; the notification
-                # then ends *_Failed_TTL at its report deadline.
+                # Raised on, so that the SMSC is answered with a temporary
+                # error and delivers the report again later.
                 logger.error(
                     "delivery report not stored: database unavailable",
-                    extra={"event": "report_lost", "error": str(error)[:200]},
+                    extra={"event": "report_deferred", "error": str(error)[:200]},
                 )
-                return
+                raise
             self.metrics.record_delivery_report(
                 provider.channel, report.status, matched=notification_id is not None
             )
