@@ -219,7 +219,11 @@ async def test_two_apps_keep_separate_counts(settings: Settings) -> None:
     async with app_client(settings) as (first, _key):
         await first.post(SMS_PATH, json=sms_order())
         first_text = await scrape(first)
-    second_settings = settings.model_copy(update={"data_dir": settings.data_dir / "second"})
+    # Processes that share a database share its OTP key as well.
+    shared_key = (settings.data_dir / "otp.key").read_text().strip()
+    second_settings = settings.model_copy(
+        update={"data_dir": settings.data_dir / "second", "otp_key": shared_key}
+    )
     async with app_client(second_settings) as (second, _key):
         second_text = await scrape(second)
 
