@@ -96,7 +96,7 @@ def test_worker_process_serves_metrics(tmp_path: Path) -> None:
     assert '"sms_provider": "file"' in log_path.read_text()
 
 
-def test_worker_with_metrics_port_in_use_stops_in_one_line(tmp_path: Path) -> None:
+def test_metrics_port_in_use_stops_worker(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -43,8 +43,8 @@ async def test_file_outbox_warned_only_on_postgresql(
 
 
 async def test_report_not_stored_is_refused_to_the_provider(tmp_path: Path) -> None:
-    # Raising makes the SMPP session answer ESME_RX_T_APPN, so the SMSC sends
-    # the receipt again instead of it being lost.
+    # The raised error makes the SMPP session respond with ESME_RX_T_APPN, so
+    # the SMSC sends the receipt again instead of it being lost.
     settings = Settings(
         data_dir=tmp_path, database_url="postgresql://postgres@127.0.0.1:9/budstikke"
     )

@@ -73,8 +73,8 @@ def verification_not_found() -> ProblemResponse:
 
 
 def refuse_over_limit(services: Services, error: RateLimitExceededError) -> ProblemResponse:
-    # The OTP limits are counted here, in the same metric as the order limits;
-    # an order limit met while sending the code was counted where it was met.
+    # OTP limits are counted here, in the same metric as the order limits. An
+    # order limit hit while sending the code was already counted by the order.
     if error.limit in OTP_LIMITS:
         services.instant_orders.metrics.record_rate_limit_rejection(error.limit)
     return rate_limited(error.detail, error.retry_after_s)

@@ -478,8 +478,8 @@ class Dispatcher:
                     keys, status=report.status, error_code=report.error_code
                 )
             except DatabaseUnavailableError as error:
-                # Raised on, so that the SMSC is answered with a temporary
-                # error and delivers the report again later.
+                # Re-raised, so the SMPP session responds with a temporary
+                # error and the SMSC delivers the report again later.
                 logger.error(
                     "delivery report not stored: database unavailable",
                     extra={"event": "report_deferred", "error": str(error)[:200]},

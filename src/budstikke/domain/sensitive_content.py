@@ -45,7 +45,7 @@ MAX_CARD_DIGITS = 19
 # Printed card numbers have 1 to 5 groups (4-4-4-4, 4-6-5, 4-4-4-4-3).
 MAX_CARD_GROUPS = 5
 # Each group of a long run costs a few microseconds to check, so this many
-# take a few tens of milliseconds; a message written for people has far fewer.
+# take a few tens of milliseconds. A message written for people has far fewer.
 MAX_CHECKED_GROUPS = 10_000
 # The Luhn value of a digit in an even position from the right: doubled, minus 9 above 9.
 LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
