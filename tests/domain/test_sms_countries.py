@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
 from budstikke.domain.sms_countries import (
@@ -72,3 +73,12 @@ def test_regions_named() -> None:
     assert regions_of(47) == "NO, SJ"
     assert regions_of(1).startswith("US, ")
     assert regions_of(1).endswith(", ...")
+
+
+@pytest.mark.parametrize("region", sorted(phonenumbers.SUPPORTED_REGIONS))
+def test_calling_code_matches_phonenumbers(region: str) -> None:
+    example = phonenumbers.example_number(region)
+    assert example is not None
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+
+    assert calling_code_of(e164) == example.country_code

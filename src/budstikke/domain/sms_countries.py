@@ -70,8 +70,18 @@ def parse_sms_countries(text: str) -> SmsCountries:
 
 
 def calling_code_of(e164: str) -> int:
-    """Return the country calling code of a number in E.164 form ("+4799999999" gives 47)."""
-    return int(phonenumbers.parse(e164, None).country_code or 0)
+    """Return the country calling code of a number in E.164 form ("+4799999999" gives 47).
+
+    Calling codes are one to three digits and none is the start of another,
+    so the shortest known prefix is the code. The number was validated when
+    the order was read, and parsing it again would double that cost per order.
+    """
+    digits = e164.removeprefix("+")
+    for length in (1, 2, 3):
+        code = int(digits[:length] or 0)
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return code
+    return 0
 
 
 def regions_of(calling_code: int) -> str:
