@@ -381,6 +381,8 @@ def wait_until_ready(url: str) -> None:
 )
 def test_dashboard_in_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import presence_of_element_located
+    from selenium.webdriver.support.wait import WebDriverWait
 
     # Selenium Manager must never fetch a driver or browser; both come from Debian.
     monkeypatch.setenv("SE_OFFLINE", "true")
@@ -399,7 +401,10 @@ def test_dashboard_in_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             driver.get(f"{server.url}/dashboard")
             driver.find_element(By.ID, "key").send_keys(OPERATOR_KEY)
             driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-            throughput = driver.find_element(By.CSS_SELECTOR, 'svg[data-chart="throughput"]')
+            # The click can return before the redirect after login has loaded the dashboard.
+            throughput = WebDriverWait(driver, 20).until(
+                presence_of_element_located((By.CSS_SELECTOR, 'svg[data-chart="throughput"]'))
+            )
             handed_off = throughput.find_elements(
                 By.CSS_SELECTOR, 'circle[data-series="handed_off"]'
             )
