@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 
@@ -108,6 +109,48 @@ def test_grouped_card_number_found(text: str) -> None:
 )
 def test_card_lookalikes_pass(text: str) -> None:
     assert rule_of(text) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # UUIDs whose digit groups pass the Luhn check when read as one number.
+        "Ref: f31aeb00-4982-4407-8941-965096ee86ef",
+        "(TEST) Dette er en instant-testmelding (Ref: 313874cd-dfbc-423d-b246-548991270564)",
+        "Ref 53033190-7660-45b1-99e1-7b552e94525c",
+        # Digits against a letter are part of an identifier.
+        "Digest x4111111111111111",
+        "Token 4111111111111111abc",
+        f"Kode ø{IDENTITY_NUMBER}",
+    ],
+)
+def test_identifiers_pass(text: str) -> None:
+    assert rule_of(text) is None
+
+
+def test_random_uuids_pass() -> None:
+    generator = random.Random(4)
+    for _ in range(20_000):
+        reference = str(uuid.UUID(int=generator.getrandbits(128), version=4))
+        assert find_sensitive_content(f"Ref: {reference}") is None, reference
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Card {VISA_TEST_CARD}-f31aeb00-4982-4407-8941-965096ee86ef",
+        "f31aeb00-4982-4407-8941-965096ee86ef 4111 1111 1111 1111",
+        "Card 4111-1111-1111-1111-1111abc",
+        f"Kort:{VISA_TEST_CARD}.",
+    ],
+)
+def test_card_beside_an_identifier_found(text: str) -> None:
+    assert rule_of(text) is SensitiveRule.PAYMENT_CARD_NUMBER
+
+
+def test_uuid_of_digits_only_is_checked() -> None:
+    # Without a hex letter the groups are read as numbers; this one holds a card number.
+    assert rule_of("Ref 41111111-1111-1111-2345-678901234567") is SensitiveRule.PAYMENT_CARD_NUMBER
 
 
 @pytest.mark.parametrize("length", range(4, 11))
