@@ -24,8 +24,9 @@ lint: install
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+# One test process per core, at most four: most tests wait on sockets and child processes.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=auto --maxprocesses=4
 
 bench: install
 	$(BIN)/python bench/quick.py
