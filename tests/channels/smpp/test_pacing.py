@@ -90,3 +90,28 @@ async def test_wait_returns_when_cancel_event_set() -> None:
 
     async with asyncio.timeout(1):
         await pacer.wait(event)
+
+
+async def test_late_wake_up_is_made_up() -> None:
+    clock = FakeClock()
+    pacer = Pacer(200.0, clock=clock)
+    await pacer.wait()
+
+    # Each submit wakes up 2 ms after its slot, as on a busy event loop.
+    for _ in range(100):
+        clock.now += pacer.delay_s() + 0.002
+        await pacer.wait()
+
+    # 101 submits at 200/s take 0.5 s plus the last lateness, not 0.7 s.
+    assert clock.now - 100.0 == pytest.approx(0.502)
+
+
+async def test_idle_spell_gives_no_burst() -> None:
+    clock = FakeClock()
+    pacer = Pacer(10.0, clock=clock)
+    await pacer.wait()
+
+    clock.now += 5.0
+    await pacer.wait()
+
+    assert pacer.delay_s() == pytest.approx(0.1)

@@ -22,6 +22,12 @@ RECOVERY_FACTOR: Final = 0.9
 # steps back for this long at least, so the instant one goes first.
 REGULAR_YIELD_S: Final = 0.001
 
+# Slots follow a schedule, so a submit that wakes up late does not push every
+# later one back: up to this much lateness is made up. Spacing each submit
+# from its own wake-up time instead held a bind set to 200/s near 150/s on a
+# busy event loop.
+CATCH_UP_S: Final = 0.01
+
 
 class Pacer:
     """Decides when the next submit_sm on a bind may go out.
@@ -106,9 +112,23 @@ class Pacer:
 
     def _take_slot(self, instant: bool) -> None:
         now = self._clock()
-        self._next_send_at = now + self._interval_s
+        self._next_send_at = self._next_slot(self._next_send_at, now, self._interval_s)
         if not instant and self._interval_s > 0:
-            self._next_regular_at = now + self._interval_s / self._regular_share
+            regular_interval_s = self._interval_s / self._regular_share
+            self._next_regular_at = self._next_slot(self._next_regular_at, now, regular_interval_s)
+
+    @staticmethod
+    def _next_slot(due_at: float, now: float, interval_s: float) -> float:
+        """Return the slot after the one taken now, which was due at `due_at`.
+
+        A slot taken up to CATCH_UP_S late is followed one interval after it
+        was due, so the lateness is made up. After an idle spell, or later
+        wake-ups, the next slot is one interval from now. The submits in any
+        span of time therefore exceed the rate by at most CATCH_UP_S worth.
+        """
+        if now - due_at > CATCH_UP_S:
+            return now + interval_s
+        return due_at + interval_s
 
     def on_throttled(self) -> float | None:
         """Slow the bind down after a throttling response.
