@@ -64,6 +64,26 @@ async def test_claim_due_takes_instant_before_older_regular(database: Database) 
     assert [item.id for item in second] == list(regular.notification_ids)
 
 
+async def test_claim_due_orders_new_and_reclaimed_together(database: Database) -> None:
+    store = NotificationStore(database)
+    reclaimed = await new_order(database, "reclaimed", now=NOW)
+    await store.claim(
+        reclaimed.notification_ids[0], worker_id="dead", now=NOW, lease_until=NOW + LEASE
+    )
+    regular = await new_order(database, "regular", priority=Priority.REGULAR, now=NOW)
+    instant = await new_order(database, "instant", now=NOW + timedelta(seconds=30))
+
+    later = NOW + LEASE + timedelta(seconds=1)
+    first = await store.claim_due(worker_id="w2", now=later, lease_until=later + LEASE, limit=2)
+    second = await store.claim_due(worker_id="w2", now=later, lease_until=later + LEASE, limit=2)
+
+    assert [item.id for item in first] == [
+        reclaimed.notification_ids[0],
+        instant.notification_ids[0],
+    ]
+    assert [item.id for item in second] == list(regular.notification_ids)
+
+
 async def test_notification_is_claimed_once(database: Database) -> None:
     store = NotificationStore(database)
     receipt = await new_order(database, "once")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import Integer, Select, and_, bindparam, case, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.elements import ColumnElement
 
 from budstikke.domain.daytime import is_daytime
@@ -32,6 +35,7 @@ from budstikke.store.outcomes import (
 )
 from budstikke.store.records import ClaimedNotification
 from budstikke.store.tables import notifications
+from budstikke.store.types import UtcDateTime
 from budstikke.store.webhook_events import (
     NotificationChange,
     change_of,
@@ -88,6 +92,89 @@ def to_claimed(row: object) -> ClaimedNotification:
     )
 
 
+_CLAIM_NOW = bindparam("claim_now", type_=UtcDateTime())
+_CLAIM_LIMIT = bindparam("claim_limit", type_=Integer())
+
+
+def due_condition(*, daytime: bool) -> ColumnElement[bool]:
+    """Return when a notification is due for a claim at `claim_now`."""
+    due = or_(
+        and_(notifications.c.status.in_(NEW_STATUSES), notifications.c.due_at <= _CLAIM_NOW),
+        and_(
+            notifications.c.status.in_(SENDING_STATUSES),
+            notifications.c.lease_expires_at < _CLAIM_NOW,
+        ),
+    )
+    if not daytime:
+        due = and_(due, notifications.c.daytime_only.is_(False))
+    return due
+
+
+def sqlite_due_candidates(*, daytime: bool) -> Select[tuple[UUID]]:
+    """Select the ids a claim takes, in a form SQLite reads from the index in order.
+
+    With `status IN (...)` SQLite reads every queued notification and sorts
+    them for each claim. One branch per status reads the index (status,
+    priority, due_at) in order and stops after `claim_limit` rows, so only
+    a few rows are sorted.
+    """
+    conditions = [
+        and_(notifications.c.status == status, notifications.c.due_at <= _CLAIM_NOW)
+        for status in NEW_STATUSES
+    ] + [
+        and_(notifications.c.status == status, notifications.c.lease_expires_at < _CLAIM_NOW)
+        for status in SENDING_STATUSES
+    ]
+    branches = []
+    for condition in conditions:
+        branch = select(notifications.c.id, notifications.c.priority, notifications.c.due_at).where(
+            condition, notifications.c.expires_at > _CLAIM_NOW
+        )
+        if not daytime:
+            branch = branch.where(notifications.c.daytime_only.is_(False))
+        ordered = branch.order_by(notifications.c.priority, notifications.c.due_at)
+        branches.append(select(ordered.limit(_CLAIM_LIMIT).subquery()))
+    union = union_all(*branches).subquery()
+    return select(union.c.id).order_by(union.c.priority, union.c.due_at).limit(_CLAIM_LIMIT)
+
+
+@functools.cache
+def claim_statement(*, sqlite: bool, daytime: bool) -> ReturningUpdate[Any]:
+    """Build the claim's UPDATE once: building it for every claim cost more than running it.
+
+    Parameters: claim_now, claim_limit, claim_worker, claim_lease_until.
+    """
+    due = due_condition(daytime=daytime)
+    if sqlite:
+        candidates = sqlite_due_candidates(daytime=daytime)
+    else:
+        candidates = (
+            select(notifications.c.id)
+            .where(due, notifications.c.expires_at > _CLAIM_NOW)
+            .order_by(notifications.c.priority, notifications.c.due_at)
+            .limit(_CLAIM_LIMIT)
+            .with_for_update(skip_locked=True)
+        )
+    # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL
+    # may run it again for each row, and SKIP LOCKED then claims every row.
+    picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    was_sending = notifications.c.status.in_(SENDING_STATUSES)
+    return (
+        update(notifications)
+        .where(notifications.c.id.in_(select(picked.c.id)), due)
+        .values(
+            status=sending_status_for_channel(),
+            lease_owner=bindparam("claim_worker"),
+            lease_expires_at=bindparam("claim_lease_until", type_=UtcDateTime()),
+            attempts=notifications.c.attempts + 1,
+            outcome_unknown_count=notifications.c.outcome_unknown_count
+            + case((was_sending, 1), else_=0),
+            updated_at=_CLAIM_NOW,
+        )
+        .returning(*CLAIMED_COLUMNS)
+    )
+
+
 class NotificationStore:
     """Every write that moves a notification between statuses.
 
@@ -137,44 +224,15 @@ class NotificationStore:
         `outcome_unknown_count` records. Outside 09:00-17:00 Oslo time,
         notifications marked `daytime_only` are not due.
         """
-        due = or_(
-            and_(notifications.c.status.in_(NEW_STATUSES), notifications.c.due_at <= now),
-            and_(
-                notifications.c.status.in_(SENDING_STATUSES),
-                notifications.c.lease_expires_at < now,
-            ),
-        )
-        if not is_daytime(now):
-            due = and_(due, notifications.c.daytime_only.is_(False))
-        candidates = (
-            select(notifications.c.id)
-            .where(due, notifications.c.expires_at > now)
-            .order_by(notifications.c.priority, notifications.c.due_at)
-            .limit(limit)
-        )
-        if not self.database.is_sqlite:
-            candidates = candidates.with_for_update(skip_locked=True)
-        # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL
-        # may run it again for each row, and SKIP LOCKED then claims every row.
-        picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
-        was_sending = notifications.c.status.in_(SENDING_STATUSES)
+        statement = claim_statement(sqlite=self.database.is_sqlite, daytime=is_daytime(now))
+        parameters = {
+            "claim_now": now,
+            "claim_limit": limit,
+            "claim_worker": worker_id,
+            "claim_lease_until": lease_until,
+        }
         async with self.database.write() as connection:
-            rows = (
-                await connection.execute(
-                    update(notifications)
-                    .where(notifications.c.id.in_(select(picked.c.id)), due)
-                    .values(
-                        status=sending_status_for_channel(),
-                        lease_owner=worker_id,
-                        lease_expires_at=lease_until,
-                        attempts=notifications.c.attempts + 1,
-                        outcome_unknown_count=notifications.c.outcome_unknown_count
-                        + case((was_sending, 1), else_=0),
-                        updated_at=now,
-                    )
-                    .returning(*CLAIMED_COLUMNS)
-                )
-            ).all()
+            rows = (await connection.execute(statement, parameters)).all()
             await record_notification_events(
                 connection,
                 [change_of(to_claimed(row), SENDING_STATUS[Channel(row.channel)]) for row in rows],
