@@ -94,7 +94,10 @@ async def measure(arguments: argparse.Namespace) -> None:
     while True:
         started_wall, started_cpu = time.perf_counter(), time.process_time()
         claimed = await store.claim_due(
-            worker_id="bench", now=now, lease_until=now + timedelta(minutes=1), limit=arguments.limit
+            worker_id="bench",
+            now=now,
+            lease_until=now + timedelta(minutes=1),
+            limit=arguments.limit,
         )
         wall_ms.append((time.perf_counter() - started_wall) * 1000)
         cpu_ms.append((time.process_time() - started_cpu) * 1000)
