@@ -102,3 +102,23 @@ async def test_failed_item_does_not_fail_the_others(
     assert await status_of(database, bad) == ("Order_Processed", "SMS_Sending")
     events = [record.__dict__.get("event") for record in caplog.records]
     assert events == ["outcome_batch_failed"]
+
+
+async def test_instant_hand_off_goes_in_the_next_batch(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.MAX_BATCH_ITEMS", 2)
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+    _receipt, claimed = await claimed_order(store, "instant")
+
+    # Three receipts for unknown messages are queued before the instant hand-off.
+    await asyncio.gather(
+        *(
+            writer.apply_report([f"U{index}"], status=DELIVERED, error_code=None)
+            for index in range(3)
+        ),
+        writer.record_hand_off(claimed, status=ACCEPTED, parts=[PartReference("i", ("I",))]),
+    )
+
+    assert store.batches == [(1, 1), (0, 2)]

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from budstikke.domain.statuses import NotificationStatus
+from budstikke.domain.statuses import NotificationStatus, Priority
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.outcomes import HandOffRecord, PartReference, ReceivedReport
@@ -99,6 +99,9 @@ class OutcomeWriter:
     async def _drain(self) -> None:
         try:
             while self._queue:
+                # Hand-offs of instant messages go in the next batch, ahead of
+                # regular work. The sort is stable, so each kind keeps its order.
+                self._queue.sort(key=is_regular_work)
                 batch = self._queue[:MAX_BATCH_ITEMS]
                 del self._queue[:MAX_BATCH_ITEMS]
                 await self._write(batch)
@@ -158,3 +161,10 @@ def _set_result(result: asyncio.Future[T], value: T) -> None:
 def _set_exception(result: asyncio.Future[Any], error: BaseException) -> None:
     if not result.done():
         result.set_exception(error)
+
+
+def is_regular_work(item: _Queued) -> bool:
+    """Tell whether an item is anything but the hand-off of an instant message."""
+    return not (
+        isinstance(item, _QueuedHandOff) and item.record.claimed.priority == Priority.INSTANT
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import logging
 import os
 import sqlite3
@@ -41,6 +44,7 @@ class Database:
         if self.is_sqlite:
             create_sqlite_file(url)
             self._write_engine = create_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
+            self._turns: WriteTurns | None = WriteTurns()
             self._read_engine = create_sqlite_engine(url, begin="BEGIN", pool_size=4)
         else:
             # Each process holds at most 2 x pool_size connections, so many
@@ -56,16 +60,30 @@ class Database:
             )
             self._write_engine = engine
             self._read_engine = engine
+            self._turns = None
 
     @property
     def engine(self) -> AsyncEngine:
         return self._write_engine
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """Open a transaction that commits on success and rolls back on any error."""
-        async with translate_connection_errors(), self._write_engine.begin() as connection:
-            yield connection
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+        """Open a transaction that commits on success and rolls back on any error.
+
+        On SQLite an `urgent` transaction (an instant order, the hand-off
+        record of an instant message) gets the write connection before
+        waiting transactions that are not urgent.
+        """
+        if self._turns is None:
+            async with translate_connection_errors(), self._write_engine.begin() as connection:
+                yield connection
+            return
+        await self._turns.acquire(urgent=urgent)
+        try:
+            async with translate_connection_errors(), self._write_engine.begin() as connection:
+                yield connection
+        finally:
+            self._turns.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -76,6 +94,47 @@ class Database:
         await self._write_engine.dispose()
         if self._read_engine is not self._write_engine:
             await self._read_engine.dispose()
+
+
+class WriteTurns:
+    """Turns at SQLite's one write connection: urgent writers first, then in arrival order.
+
+    Under a regular backlog several batched writes wait for the connection
+    at any time, and an instant order queued behind all of them waited for
+    each one's transaction.
+    """
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._other: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, *, urgent: bool) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._urgent if urgent else self._other
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                # The turn was handed over just before the cancellation: pass it on.
+                self.release()
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._urgent, self._other):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._busy = False
 
 
 def create_sqlite_file(url: str) -> None:

@@ -262,8 +262,13 @@ class NotificationStore:
         *,
         now: datetime,
     ) -> OutcomeResults:
-        """Record hand-offs, then apply delivery reports, in one transaction."""
-        async with self.database.write() as connection:
+        """Record hand-offs, then apply delivery reports, in one transaction.
+
+        The transaction goes ahead of other waiting writes when it records
+        the hand-off of an instant message.
+        """
+        urgent = any(record.claimed.priority == Priority.INSTANT for record in hand_offs)
+        async with self.database.write(urgent=urgent) as connection:
             results = await write_outcomes(connection, hand_offs, reports, now)
             for record, recorded in zip(hand_offs, results.recorded, strict=True):
                 if recorded:

@@ -119,7 +119,8 @@ class OrderBatcher:
 
         outcomes: list[OrderReceipt | Exception] = []
         try:
-            async with self.database.write() as connection:
+            # Instant orders go ahead of queued regular work such as receipts.
+            async with self.database.write(urgent=True) as connection:
                 sqlite_connection = inline_sqlite_connection(connection)
                 if sqlite_connection is None:
                     raise RuntimeError("group commit needs the inline SQLite adapter")

@@ -1,0 +1,91 @@
+"""Turns at SQLite's one write connection: urgent writers first, cancelled ones pass on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import text
+
+from budstikke.store.database import Database, WriteTurns
+
+
+async def test_urgent_waiter_goes_before_earlier_ones() -> None:
+    turns = WriteTurns()
+    await turns.acquire(urgent=False)
+    order: list[str] = []
+
+    async def write(name: str, *, urgent: bool) -> None:
+        await turns.acquire(urgent=urgent)
+        order.append(name)
+        turns.release()
+
+    waiters = [
+        asyncio.create_task(write("receipts", urgent=False)),
+        asyncio.create_task(write("claim", urgent=False)),
+        asyncio.create_task(write("instant order", urgent=True)),
+    ]
+    await asyncio.sleep(0)
+    turns.release()
+    await asyncio.wait_for(asyncio.gather(*waiters), timeout=2)
+
+    assert order == ["instant order", "receipts", "claim"]
+
+
+async def test_cancelled_waiter_passes_its_turn_on() -> None:
+    turns = WriteTurns()
+    await turns.acquire(urgent=False)
+    cancelled = asyncio.create_task(turns.acquire(urgent=True))
+    later = asyncio.create_task(turns.acquire(urgent=False))
+    await asyncio.sleep(0)
+
+    # The turn is handed to the first waiter, which is cancelled before it runs.
+    turns.release()
+    cancelled.cancel()
+    await asyncio.wait_for(later, timeout=2)
+
+    assert cancelled.cancelled()
+    assert later.done()
+
+
+async def test_cancelled_waiter_leaves_the_queue() -> None:
+    turns = WriteTurns()
+    await turns.acquire(urgent=False)
+    cancelled = asyncio.create_task(turns.acquire(urgent=False))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+
+    turns.release()
+
+    # Nobody holds the connection now, so the next writer gets it at once.
+    await asyncio.wait_for(turns.acquire(urgent=False), timeout=0.1)
+
+
+async def test_urgent_write_overtakes_queued_sqlite_writes(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    order: list[str] = []
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with database.write():
+            holding.set()
+            await release.wait()
+
+    async def write(name: str, *, urgent: bool) -> None:
+        async with database.write(urgent=urgent) as connection:
+            await connection.execute(text("SELECT 1"))
+            order.append(name)
+
+    holder = asyncio.create_task(hold())
+    await holding.wait()
+    regular = asyncio.create_task(write("regular", urgent=False))
+    await asyncio.sleep(0.01)
+    instant = asyncio.create_task(write("instant", urgent=True))
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, regular, instant), timeout=5)
+    await database.dispose()
+
+    assert order == ["instant", "regular"]
