@@ -118,10 +118,10 @@ def test_card_lookalikes_pass(text: str) -> None:
         "Ref: f31aeb00-4982-4407-8941-965096ee86ef",
         "(TEST) Dette er en instant-testmelding (Ref: 313874cd-dfbc-423d-b246-548991270564)",
         "Ref 53033190-7660-45b1-99e1-7b552e94525c",
-        # Digits against a letter are part of an identifier.
-        "Digest x4111111111111111",
-        "Token 4111111111111111abc",
-        f"Kode ø{IDENTITY_NUMBER}",
+        # Hexadecimal digests and key ids whose digits pass the Luhn check.
+        "Digest e3b0c4411111111111111114",
+        "Key id 4111111111111111ABC",
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     ],
 )
 def test_identifiers_pass(text: str) -> None:
@@ -142,10 +142,33 @@ def test_random_uuids_pass() -> None:
         "f31aeb00-4982-4407-8941-965096ee86ef 4111 1111 1111 1111",
         "Card 4111-1111-1111-1111-1111abc",
         f"Kort:{VISA_TEST_CARD}.",
+        # A letter that is not hexadecimal ends the number.
+        "Kortnr4111 1111 1111 1111",
+        "Kort 4111 1111 1111 1111Utl",
+        f"\u5361\u53f7{VISA_TEST_CARD}",
     ],
 )
 def test_card_beside_an_identifier_found(text: str) -> None:
     assert rule_of(text) is SensitiveRule.PAYMENT_CARD_NUMBER
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Fnr{IDENTITY_NUMBER}",
+        f"\u8eab\u4efd\u8bc1{IDENTITY_NUMBER}",
+        f"fnr:{IDENTITY_NUMBER[:6]}-{IDENTITY_NUMBER[6:]}xyz",
+    ],
+)
+def test_identity_number_against_letters_found(text: str) -> None:
+    assert rule_of(text) is SensitiveRule.NATIONAL_IDENTITY_NUMBER
+
+
+def test_random_digests_pass() -> None:
+    generator = random.Random(5)
+    for _ in range(20_000):
+        digest = f"{generator.getrandbits(256):064x}"
+        assert find_sensitive_content(f"Digest {digest}") is None, digest
 
 
 def test_uuid_of_digits_only_is_checked() -> None:
