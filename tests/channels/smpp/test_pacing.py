@@ -115,3 +115,30 @@ async def test_idle_spell_gives_no_burst() -> None:
     await pacer.wait()
 
     assert pacer.delay_s() == pytest.approx(0.1)
+
+
+async def test_catch_up_sends_one_extra_at_most() -> None:
+    clock = FakeClock()
+    pacer = Pacer(1000.0, clock=clock)
+    await pacer.wait()
+
+    # A wake-up 9 ms late makes up one interval of it, not nine.
+    clock.now += 0.009
+    await pacer.wait()
+
+    assert pacer.delay_s() == pytest.approx(0.001)
+
+
+async def test_throttled_bind_makes_nothing_up() -> None:
+    clock = FakeClock()
+    pacer = Pacer(200.0, clock=clock)
+    await pacer.wait()
+    pacer.on_throttled()
+    clock.now += pacer.delay_s()
+    await pacer.wait()
+
+    # The next submit wakes up 2 ms late; the slowed bind does not make that up.
+    clock.now += pacer.delay_s() + 0.002
+    await pacer.wait()
+
+    assert pacer.delay_s() == pytest.approx(pacer.interval_s)

@@ -23,9 +23,9 @@ RECOVERY_FACTOR: Final = 0.9
 REGULAR_YIELD_S: Final = 0.001
 
 # Slots follow a schedule, so a submit that wakes up late does not push every
-# later one back: up to this much lateness is made up. Spacing each submit
-# from its own wake-up time instead held a bind set to 200/s near 150/s on a
-# busy event loop.
+# later one back: lateness up to one interval, and at most this much, is made
+# up. Spacing each submit from its own wake-up time instead held a bind set
+# to 200/s near 150/s on a busy event loop.
 CATCH_UP_S: Final = 0.01
 
 
@@ -117,16 +117,17 @@ class Pacer:
             regular_interval_s = self._interval_s / self._regular_share
             self._next_regular_at = self._next_slot(self._next_regular_at, now, regular_interval_s)
 
-    @staticmethod
-    def _next_slot(due_at: float, now: float, interval_s: float) -> float:
+    def _next_slot(self, due_at: float, now: float, interval_s: float) -> float:
         """Return the slot after the one taken now, which was due at `due_at`.
 
-        A slot taken up to CATCH_UP_S late is followed one interval after it
-        was due, so the lateness is made up. After an idle spell, or later
-        wake-ups, the next slot is one interval from now. The submits in any
-        span of time therefore exceed the rate by at most CATCH_UP_S worth.
+        A slot taken late by at most one interval (and at most CATCH_UP_S)
+        is followed one interval after it was due, so the lateness is made
+        up with at most one extra submit at a time. After an idle spell or a
+        later wake-up, and while throttling has slowed the bind, the next slot
+        is one interval from now.
         """
-        if now - due_at > CATCH_UP_S:
+        throttled = self._interval_s > self._base_interval_s
+        if throttled or now - due_at > min(interval_s, CATCH_UP_S):
             return now + interval_s
         return due_at + interval_s
 
