@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.database import Database, WriteTurns
 
 
@@ -89,3 +91,37 @@ async def test_urgent_write_overtakes_queued_sqlite_writes(tmp_path: Path) -> No
     await database.dispose()
 
     assert order == ["instant", "regular"]
+
+
+async def test_writer_that_is_not_urgent_gets_a_turn_in_time() -> None:
+    turns = WriteTurns()
+    await turns.acquire(urgent=False)
+    order: list[str] = []
+
+    async def write(name: str, *, urgent: bool) -> None:
+        await turns.acquire(urgent=urgent)
+        order.append(name)
+        turns.release()
+
+    claim = asyncio.create_task(write("claim", urgent=False))
+    instant = [
+        asyncio.create_task(write(f"instant {index}", urgent=True))
+        for index in range(WriteTurns.MAX_URGENT_IN_A_ROW + 2)
+    ]
+    await asyncio.sleep(0)
+    turns.release()
+    await asyncio.wait_for(asyncio.gather(claim, *instant), timeout=2)
+
+    assert order.index("claim") == WriteTurns.MAX_URGENT_IN_A_ROW
+
+
+async def test_wait_for_a_turn_times_out() -> None:
+    turns = WriteTurns()
+    await turns.acquire(urgent=False)
+
+    with pytest.raises(DatabaseUnavailableError, match="no turn"):
+        await turns.acquire(urgent=True, timeout_s=0.05)
+    turns.release()
+
+    # The timed-out waiter left the queue, so the connection is free now.
+    await asyncio.wait_for(turns.acquire(urgent=False), timeout=0.1)
