@@ -104,10 +104,10 @@ async def test_failed_item_does_not_fail_the_others(
     assert events == ["outcome_batch_failed"]
 
 
-async def test_instant_hand_off_goes_in_the_next_batch(
+async def test_instant_hand_off_goes_in_a_small_batch(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("budstikke.dispatch.outcome_writer.MAX_BATCH_ITEMS", 2)
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.URGENT_BATCH_ITEMS", 2)
     store = BatchRecordingStore(database)
     writer = OutcomeWriter(store, lambda: NOW)
     _receipt, claimed = await claimed_order(store, "instant")
