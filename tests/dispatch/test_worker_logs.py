@@ -89,7 +89,13 @@ async def test_worker_logs_database_back(tmp_path: Path, caplog: pytest.LogCaptu
         )
         async with in_process_app(settings):
             await set_allow_connections(name, False)
-            await asyncio.sleep(0.5)
+            # The outage lasts until the worker has seen it, which takes
+            # longer than one poll interval on a busy machine.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not events_logged(
+                caplog, "worker_database_unavailable"
+            ):
+                await asyncio.sleep(0.05)
             await set_allow_connections(name, True)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not events_logged(
