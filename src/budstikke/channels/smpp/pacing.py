@@ -23,9 +23,9 @@ RECOVERY_FACTOR: Final = 0.9
 REGULAR_YIELD_S: Final = 0.001
 
 # Slots follow a schedule, so a submit that wakes up late does not push every
-# later one back: lateness up to one interval, and at most this much, is made
-# up. Spacing each submit from its own wake-up time instead held a bind set
-# to 200/s near 150/s on a busy event loop.
+# later one back: up to this much lateness is made up. Spacing each submit
+# from its own wake-up time instead held a bind set to 200/s near 150/s on a
+# busy event loop. Making up at most one interval held 400/s near 290/s.
 CATCH_UP_S: Final = 0.01
 
 
@@ -120,14 +120,14 @@ class Pacer:
     def _next_slot(self, due_at: float, now: float, interval_s: float) -> float:
         """Return the slot after the one taken now, which was due at `due_at`.
 
-        A slot taken late by at most one interval (and at most CATCH_UP_S)
-        is followed one interval after it was due, so the lateness is made
-        up with at most one extra submit at a time. After an idle spell or a
-        later wake-up, and while throttling has slowed the bind, the next slot
-        is one interval from now.
+        A slot taken up to CATCH_UP_S late is followed one interval after it
+        was due, so the lateness is made up: over any span of time the
+        submits exceed the rate by at most CATCH_UP_S worth, sent as a short
+        burst. After an idle spell or a later wake-up, and while throttling
+        has slowed the bind, the next slot is one interval from now.
         """
         throttled = self._interval_s > self._base_interval_s
-        if throttled or now - due_at > min(interval_s, CATCH_UP_S):
+        if throttled or now - due_at > CATCH_UP_S:
             return now + interval_s
         return due_at + interval_s
 
