@@ -159,9 +159,15 @@ def claim_statement(*, sqlite: bool, daytime: bool) -> ReturningUpdate[Any]:
     # may run it again for each row, and SKIP LOCKED then claims every row.
     picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     was_sending = notifications.c.status.in_(SENDING_STATUSES)
+    is_picked = notifications.c.id.in_(select(picked.c.id))
+    # PostgreSQL checks again that a locked row is still due. On SQLite the
+    # statement runs alone, so the check would change nothing, and with it
+    # SQLite read every queued row through the status index instead of the
+    # picked ids through the primary key (1.3 ms per claim of 8 of 2,000).
+    picked_and_due = is_picked if sqlite else and_(is_picked, due)
     return (
         update(notifications)
-        .where(notifications.c.id.in_(select(picked.c.id)), due)
+        .where(picked_and_due)
         .values(
             status=sending_status_for_channel(),
             lease_owner=bindparam("claim_worker"),
