@@ -12,20 +12,22 @@ from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.database import Database, WriteTurns
 
 
+async def write_in_turn(turns: WriteTurns, order: list[str], name: str, *, urgent: bool) -> None:
+    """Take a turn, note the writer's name, and give the turn back."""
+    await turns.acquire(urgent=urgent)
+    order.append(name)
+    turns.release()
+
+
 async def test_urgent_waiter_goes_before_earlier_ones() -> None:
     turns = WriteTurns()
     await turns.acquire(urgent=False)
     order: list[str] = []
 
-    async def write(name: str, *, urgent: bool) -> None:
-        await turns.acquire(urgent=urgent)
-        order.append(name)
-        turns.release()
-
     waiters = [
-        asyncio.create_task(write("receipts", urgent=False)),
-        asyncio.create_task(write("claim", urgent=False)),
-        asyncio.create_task(write("instant order", urgent=True)),
+        asyncio.create_task(write_in_turn(turns, order, "receipts", urgent=False)),
+        asyncio.create_task(write_in_turn(turns, order, "claim", urgent=False)),
+        asyncio.create_task(write_in_turn(turns, order, "instant order", urgent=True)),
     ]
     await asyncio.sleep(0)
     turns.release()
@@ -98,14 +100,9 @@ async def test_writer_that_is_not_urgent_gets_a_turn_in_time() -> None:
     await turns.acquire(urgent=False)
     order: list[str] = []
 
-    async def write(name: str, *, urgent: bool) -> None:
-        await turns.acquire(urgent=urgent)
-        order.append(name)
-        turns.release()
-
-    claim = asyncio.create_task(write("claim", urgent=False))
+    claim = asyncio.create_task(write_in_turn(turns, order, "claim", urgent=False))
     instant = [
-        asyncio.create_task(write(f"instant {index}", urgent=True))
+        asyncio.create_task(write_in_turn(turns, order, f"instant {index}", urgent=True))
         for index in range(WriteTurns.MAX_URGENT_IN_A_ROW + 2)
     ]
     await asyncio.sleep(0)
