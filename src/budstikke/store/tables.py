@@ -62,6 +62,8 @@ orders = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # The unique constraint settles concurrent requests with the same key.
     UniqueConstraint("creator", "idempotency_id"),
+    # The erasure of regular order texts reads final orders by age.
+    Index(None, "status", "updated_at"),
 )
 
 notifications = Table(
@@ -253,10 +255,12 @@ webhook_deliveries = Table(
     sqlite_autoincrement=True,
 )
 
-# Notifications whose body is still stored, by the time of their last change:
-# the body erasure pass reads only these.
+# Notifications whose body is still stored, by priority and the time of
+# their last change: the body erasure pass reads only these, one priority
+# at a time, and instant bodies are erased long before regular ones.
 erasable_notifications = Index(
     "ix_notifications_erasable",
+    notifications.c.priority,
     notifications.c.updated_at,
     sqlite_where=notifications.c.body.is_not(None),
     postgresql_where=notifications.c.body.is_not(None),
