@@ -122,3 +122,28 @@ async def test_instant_hand_off_goes_in_a_small_batch(
     )
 
     assert store.batches == [(1, 1), (0, 2)]
+
+
+async def test_receipts_get_every_other_batch_in_a_burst(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.URGENT_BATCH_ITEMS", 2)
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.MAX_BATCH_ITEMS", 2)
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+    orders = [await claimed_order(store, f"burst-{index}") for index in range(6)]
+
+    await asyncio.gather(
+        *(
+            writer.record_hand_off(
+                claimed, status=ACCEPTED, parts=[PartReference(f"b{index}", (f"B{index}",))]
+            )
+            for index, (_receipt, claimed) in enumerate(orders)
+        ),
+        *(
+            writer.apply_report([f"U{index}"], status=DELIVERED, error_code=None)
+            for index in range(2)
+        ),
+    )
+
+    assert store.batches == [(2, 0), (0, 2), (2, 0), (2, 0)]

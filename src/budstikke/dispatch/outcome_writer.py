@@ -57,9 +57,13 @@ class OutcomeWriter:
     def __init__(self, store: NotificationStore, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        # Hand-offs of instant messages are written first, in batches of at
-        # most URGENT_BATCH_ITEMS, so an OTP never waits behind many receipts.
+        # Hand-offs of instant messages are written first, with at most
+        # URGENT_BATCH_ITEMS in all, so an OTP never waits behind many receipts.
+        # While other items wait, every other batch is theirs, so a burst of
+        # instant messages does not hold up delivery receipts until the SMSC
+        # gives up on its deliver_sm.
         self._instant: list[_Queued] = []
+        self._last_batch_urgent = False
         self._queue: list[_Queued] = []
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -107,10 +111,12 @@ class OutcomeWriter:
     async def _drain(self) -> None:
         try:
             while self._instant or self._queue:
-                if self._instant:
-                    # Other items fill up the batch to its smaller size, which
+                others_turn = self._last_batch_urgent and bool(self._queue)
+                self._last_batch_urgent = bool(self._instant) and not others_turn
+                if self._last_batch_urgent:
+                    # Other items fill up the batch to a small size, which
                     # saves a transaction without making it much longer.
-                    batch = self._instant[:URGENT_BATCH_ITEMS]
+                    batch = self._instant[:MAX_BATCH_ITEMS]
                     del self._instant[: len(batch)]
                     room = max(0, URGENT_BATCH_ITEMS - len(batch))
                 else:
