@@ -289,4 +289,20 @@ async def test_erasure_reads_through_indexes(tmp_path: Path) -> None:
     assert len(plans) == 3
     assert all("SCAN" not in plan for plan in plans), plans
     assert "ix_notifications_erasable (priority=? AND updated_at<?)" in plans[0]
-    assert "ix_orders_status_updated_at" in plans[2]
+    assert "ix_orders_updated_at" in plans[2]
+
+
+async def test_claimed_orders_are_updated_by_id(tmp_path: Path) -> None:
+    # With an index on the status, SQLite read every registered order instead.
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'claim.db'}")
+    await upgrade_to_head(database)
+    ids = ", ".join(f"'{index}'" for index in range(50))
+    async with database.read() as connection:
+        rows = await connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN UPDATE orders SET status = 'Order_Processing' "
+            f"WHERE id IN ({ids}) AND status = 'Order_Registered'"
+        )
+        plan = " | ".join(str(row[-1]) for row in rows)
+    await database.dispose()
+
+    assert plan == "SEARCH orders USING INDEX sqlite_autoindex_orders_1 (id=?)"
