@@ -9,9 +9,9 @@ def freeze_startup_objects() -> None:
     """Leave the objects that exist at start-up out of later full collections.
 
     A full collection scans every tracked object, and the imported modules,
-    classes and functions are most of them: during a regular backlog on a
-    2-core machine the server paused for 70 to 90 ms every 20 s or so, which
-    was the slowest instant hand-off of each such span. Frozen objects are
+    classes and functions are most of them. During a regular backlog on a
+    2-core machine the server paused for 70 to 90 ms about every 20 s, and
+    those pauses made the slowest instant hand-offs. Frozen objects are
     never freed, so this runs once, after imports and before serving.
     """
     gc.collect()
