@@ -24,7 +24,6 @@ from budstikke.cli_webhooks import webhook
 from budstikke.config import ENV_PREFIX, Settings, load_settings
 from budstikke.domain.statuses import Channel
 from budstikke.errors import BudstikkeError, ConfigurationError, DatabaseUnavailableError
-from budstikke.gc_tuning import freeze_startup_objects
 from budstikke.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -143,7 +142,6 @@ def serve(host: str, port: int, no_workers: bool) -> None:
         limit_concurrency=2048,
     )
     server = GracefulServer(config)
-    freeze_startup_objects()
     try:
         server.run()
     except (ConfigurationError, DatabaseUnavailableError) as error:
@@ -167,7 +165,6 @@ def worker() -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     providers = providers_or_exit(settings)
-    freeze_startup_objects()
     run_async(run_worker(settings, providers))
 
 
