@@ -3,7 +3,7 @@
     python bench/claims.py [--queued 2000] [--settled 50000] [--limit 8]
 
 Stores `--queued` regular SMS that are due and `--settled` delivered ones,
-as a regular backlog leaves them while it drains, then claims the queued
+as a regular backlog leaves them while it drains. Then it claims the queued
 ones `--limit` at a time, as the worker does when a quarter of its 32 slots
 are free. Prints the mean and the 99th percentile of the wall and CPU time
 of one claim.

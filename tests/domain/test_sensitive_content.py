@@ -172,7 +172,7 @@ def test_random_digests_pass() -> None:
 
 
 def test_uuid_of_digits_only_is_checked() -> None:
-    # Without a hex letter the groups are read as numbers; this one holds a card number.
+    # Without a hex letter the groups are read as numbers, and these contain a card number.
     assert rule_of("Ref 41111111-1111-1111-2345-678901234567") is SensitiveRule.PAYMENT_CARD_NUMBER
 
 

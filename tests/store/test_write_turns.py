@@ -62,7 +62,7 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
 
     turns.release()
 
-    # Nobody holds the connection now, so the next writer gets it at once.
+    # The connection is free now, so the next writer gets it at once.
     await asyncio.wait_for(turns.acquire(urgent=False), timeout=0.1)
 
 
@@ -95,7 +95,7 @@ async def test_urgent_write_overtakes_queued_sqlite_writes(tmp_path: Path) -> No
     assert order == ["instant", "regular"]
 
 
-async def test_writer_that_is_not_urgent_gets_a_turn_in_time() -> None:
+async def test_regular_writer_not_starved() -> None:
     turns = WriteTurns()
     await turns.acquire(urgent=False)
     order: list[str] = []

@@ -57,11 +57,10 @@ class OutcomeWriter:
     def __init__(self, store: NotificationStore, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        # Hand-offs of instant messages are written first, with at most
-        # URGENT_BATCH_ITEMS in all, so an OTP never waits behind many receipts.
-        # While other items wait, every other batch is theirs, so a burst of
-        # instant messages does not hold up delivery receipts until the SMSC
-        # gives up on its deliver_sm.
+        # Hand-offs of instant messages go in the next batch, which other items
+        # fill up to URGENT_BATCH_ITEMS only. While other items wait, every
+        # other batch is theirs, so a burst of instant messages cannot hold up
+        # delivery receipts until the SMSC gives up on its deliver_sm.
         self._instant: list[_Queued] = []
         self._last_batch_urgent = False
         self._queue: list[_Queued] = []

@@ -121,7 +121,7 @@ class Pacer:
         """Return the slot after the one taken now, which was due at `due_at`.
 
         A slot taken up to CATCH_UP_S late is followed one interval after it
-        was due, so the lateness is made up: over any span of time the
+        was due, so the lateness is made up. Over any span of time the
         submits exceed the rate by at most CATCH_UP_S worth, sent as a short
         burst. After an idle spell or a later wake-up, and while throttling
         has slowed the bind, the next slot is one interval from now.
