@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -34,6 +34,7 @@ from budstikke.domain.statuses import Channel
 from budstikke.store.api_keys import create_api_key
 from budstikke.store.database import Database
 from budstikke.store.tables import notifications, orders
+from tests.api.regular import ORDERS_PATH, regular_order
 from tests.api.servers import (
     CREATE_SCOPE,
     HOST,
@@ -50,6 +51,8 @@ API = "/notifications/api/v1/future"
 # API sends its response while the provider still has the message.
 HANDOFF_TIMEOUT_S = 0.2
 WAIT_TIMEOUT_S = 5.0
+# How long the database refuses connections in the worker outage test.
+OUTAGE_S = 1.5
 
 
 class GatedProvider:
@@ -355,16 +358,32 @@ async def test_worker_survives_database_outage(tmp_path: Path) -> None:
             worker_poll_interval_s=0.05,
         )
         async with in_process_app(settings) as app:
+            # A regular order that falls due while the database is away: only
+            # the worker loops send it, so it shows that they resume.
+            send_at = datetime.now(UTC) + timedelta(seconds=OUTAGE_S / 2)
+            regular = await app.client.post(
+                ORDERS_PATH,
+                json=regular_order(requestedSendTime=send_at.isoformat()),
+                headers=app.headers(),
+            )
+            assert regular.status_code == 201, regular.text
             await set_allow_connections(name, False)
-            # Several worker passes run while the database refuses connections.
-            await asyncio.sleep(0.5)
+            # Many worker passes run while the database refuses connections.
+            await asyncio.sleep(OUTAGE_S)
+            sent_during_outage = len(app.outbox_lines("sms"))
             await set_allow_connections(name, True)
 
+            deadline = asyncio.get_running_loop().time() + WAIT_TIMEOUT_S * 4
+            while not app.outbox_lines("sms") and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            sent_after_outage = len(app.outbox_lines("sms"))
             response = await app.client.post(
                 f"{API}/orders/instant/sms", json=sms_order("after-outage"), headers=app.headers()
             )
 
+            assert sent_during_outage == 0
+            assert sent_after_outage == 1
             assert response.status_code == 201, response.text
-            assert len(app.outbox_lines("sms")) == 1
+            assert len(app.outbox_lines("sms")) == 2
         # Leaving the block ran the shutdown, which waits for the worker loop
         # and raises the error that ended it, if any.
