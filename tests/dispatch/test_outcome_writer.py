@@ -147,3 +147,51 @@ async def test_receipts_get_every_other_batch_in_a_burst(
     )
 
     assert store.batches == [(2, 0), (0, 2), (2, 0), (2, 0)]
+
+
+async def test_items_after_a_write_wait_for_a_batch(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.LINGER_S", 0.5)
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.LINGER_ITEMS", 3)
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+
+    # The first report finds the writer idle. The next ones come while it waits.
+    await writer.apply_report(["U0"], status=DELIVERED, error_code=None)
+    second = asyncio.create_task(writer.apply_report(["U1"], status=DELIVERED, error_code=None))
+    await asyncio.sleep(0.05)
+    rest = [
+        asyncio.create_task(writer.apply_report([key], status=DELIVERED, error_code=None))
+        for key in ("U2", "U3")
+    ]
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(second, *rest)
+    waited_s = asyncio.get_running_loop().time() - started
+
+    assert store.batches == [(0, 1), (0, 3)]
+    # The third item filled the batch, which ended the wait.
+    assert waited_s < 0.4
+
+
+async def test_instant_hand_off_ends_the_wait(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.LINGER_S", 5.0)
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+    _receipt, claimed = await claimed_order(store, "instant")
+    await writer.apply_report(["U0"], status=DELIVERED, error_code=None)
+    waiting = asyncio.create_task(writer.apply_report(["U1"], status=DELIVERED, error_code=None))
+    await asyncio.sleep(0.05)
+
+    started = asyncio.get_running_loop().time()
+    recorded = await writer.record_hand_off(
+        claimed, status=ACCEPTED, parts=[PartReference("i", ("I",))]
+    )
+    waited_s = asyncio.get_running_loop().time() - started
+    await waiting
+
+    assert recorded is True
+    assert store.batches == [(0, 1), (1, 1)]
+    assert waited_s < 1.0
