@@ -17,6 +17,7 @@ from budstikke.dispatch.regular import RegularOrderProcessor, build_regular_proc
 from budstikke.dispatch.retention import RetentionPass, retention_periods
 from budstikke.dispatch.webhooks import build_webhook_loop
 from budstikke.domain.statuses import Channel
+from budstikke.gc_tuning import freeze_startup_objects
 from budstikke.metrics import Metrics
 from budstikke.metrics_server import start_metrics_server
 from budstikke.store.database import Database
@@ -120,6 +121,7 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
         dispatcher.start_worker()
         regular_processor = build_regular_processor(settings, database, on_stored=dispatcher.wake)
         regular_processor.start()
+        freeze_startup_objects()
         await stop.wait()
         logger.info("stop signal received", extra={"event": "stop_requested"})
     finally:
