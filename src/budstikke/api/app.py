@@ -129,7 +129,11 @@ async def start_services(
     clock: Callable[[], datetime] = utc_now,
     metrics: Metrics | None = None,
 ) -> Services:
-    database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    database = Database(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        checkpoint_in_background=True,
+    )
     await upgrade_to_head(database)
     try:
         otp_key = await load_checked_otp_key(settings, database, now=clock())

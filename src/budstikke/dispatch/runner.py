@@ -96,7 +96,11 @@ def log_providers(settings: Settings, database: Database) -> None:
 
 async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) -> None:
     """Run the dispatch workers until SIGINT or SIGTERM."""
-    database = Database(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    database = Database(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        checkpoint_in_background=True,
+    )
     await upgrade_to_head(database)
     metrics = Metrics()
     dispatcher = build_dispatcher(settings, database, providers, metrics=metrics)

@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # How long SQLite waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How often a background checkpoint copies SQLite's write-ahead log into the database file.
+CHECKPOINT_INTERVAL_S = 0.5
 
 
 class Database:
@@ -38,14 +41,33 @@ class Database:
     upgrade; readers use their own pool and see the last commit (WAL mode).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 5, checkpoint_in_background: bool = False
+    ) -> None:
+        """Open the engines of the database at `url`; nothing connects until first use.
+
+        With `checkpoint_in_background`, a SQLite database's write-ahead log
+        is copied into the database file by a thread (see WalCheckpointer),
+        not by the COMMIT that fills it. Long-running services ask for this,
+        and `dispose()` stops the thread.
+        """
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
-            create_sqlite_file(url)
-            self._write_engine = create_sqlite_engine(url, begin="BEGIN IMMEDIATE", pool_size=1)
+            path = create_sqlite_file(url)
+            if checkpoint_in_background and path is not None:
+                self._checkpointer = WalCheckpointer(path)
+            self._write_engine = create_sqlite_engine(
+                url,
+                begin="BEGIN IMMEDIATE",
+                pool_size=1,
+                autocheckpoint=self._checkpointer is None,
+            )
             self._turns: WriteTurns | None = WriteTurns()
             self._read_engine = create_sqlite_engine(url, begin="BEGIN", pool_size=4)
+            if self._checkpointer is not None:
+                self._checkpointer.start()
         else:
             # Each process holds at most 2 x pool_size connections, so many
             # processes fit under PostgreSQL's default of 100 connections.
@@ -94,6 +116,57 @@ class Database:
         await self._write_engine.dispose()
         if self._read_engine is not self._write_engine:
             await self._read_engine.dispose()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
+            self._checkpointer = None
+
+
+class WalCheckpointer:
+    """A thread that copies SQLite's write-ahead log into the database file.
+
+    By default SQLite does this in the COMMIT that grows the log past 1,000
+    pages, and that COMMIT waits for the copy and its fsync. Statements run
+    on the event loop's thread here, so every request would wait too. With
+    this thread, the write connection makes no checkpoints, and the thread
+    runs a passive checkpoint every CHECKPOINT_INTERVAL_S. A passive checkpoint
+    waits for no reader or writer, and sqlite3 releases the GIL while it runs.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="budstikke-wal-checkpoint", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after one last checkpoint."""
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(
+            self.path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
+        )
+        try:
+            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+                self.checkpoint(connection)
+            self.checkpoint(connection)
+        finally:
+            connection.close()
+
+    def checkpoint(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as error:
+            # The next checkpoint copies what this one left, so the log only grows meanwhile.
+            logger.warning(
+                "SQLite checkpoint failed; the next one will try again",
+                extra={"event": "sqlite_checkpoint_failed", "error": str(error)[:200]},
+            )
 
 
 class WriteTurns:
@@ -162,16 +235,17 @@ class WriteTurns:
         self._busy = False
 
 
-def create_sqlite_file(url: str) -> None:
+def create_sqlite_file(url: str) -> Path | None:
     """Create the database file with mode 0600, and its folder with 0700 if it is missing.
 
     The file contains recipients, message bodies and webhook signing secrets.
     SQLite gives the -wal and -shm files the mode of the database file. An
     existing file keeps its mode, with a warning when other users can read it.
+    Returns the file's path, or None for an in-memory database.
     """
     database = make_url(url).database
     if not database or database == ":memory:":
-        return
+        return None
     path = Path(database)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
@@ -179,6 +253,7 @@ def create_sqlite_file(url: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         warn_if_readable_by_others(path)
+    return path
 
 
 def warn_if_readable_by_others(path: Path) -> None:
@@ -194,7 +269,9 @@ def warn_if_readable_by_others(path: Path) -> None:
         )
 
 
-def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine:
+def create_sqlite_engine(
+    url: str, *, begin: str, pool_size: int, autocheckpoint: bool = True
+) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -218,6 +295,8 @@ def create_sqlite_engine(url: str, *, begin: str, pool_size: int) -> AsyncEngine
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

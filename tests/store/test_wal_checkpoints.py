@@ -1,0 +1,59 @@
+"""SQLite's write-ahead log is copied into the database file by a thread, not by COMMIT."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, Text, insert
+
+from budstikke.store.database import Database
+
+metadata = MetaData()
+blobs = Table("blobs", metadata, Column("id", Integer, primary_key=True), Column("data", Text))
+# 3,000 rows of 2 KB fill about 1,500 pages of 4 KB: past the 1,000 pages at
+# which a COMMIT would copy the log into the database file by default.
+ROWS = 3000
+ROWS_PER_COMMIT = 500
+ROW_TEXT = "x" * 2000
+
+
+async def fill(database: Database) -> None:
+    async with database.write() as connection:
+        await connection.run_sync(metadata.create_all)
+    for _commit in range(ROWS // ROWS_PER_COMMIT):
+        async with database.write() as connection:
+            await connection.execute(insert(blobs), [{"data": ROW_TEXT}] * ROWS_PER_COMMIT)
+
+
+async def test_commits_leave_log_to_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread waits an hour between checkpoints, so only the one at stop runs.
+    monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 3600.0)
+    path = tmp_path / "log.db"
+    database = Database(f"sqlite+aiosqlite:///{path}", checkpoint_in_background=True)
+    await fill(database)
+    size_before_stop = path.stat().st_size
+
+    await database.dispose()
+
+    assert size_before_stop < 100_000
+    assert path.stat().st_size > ROWS * len(ROW_TEXT)
+
+
+async def test_thread_checkpoints_while_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 0.05)
+    path = tmp_path / "log.db"
+    database = Database(f"sqlite+aiosqlite:///{path}", checkpoint_in_background=True)
+    try:
+        await fill(database)
+        async with asyncio.timeout(10):
+            while path.stat().st_size <= ROWS * len(ROW_TEXT):
+                await asyncio.sleep(0.05)
+        size_while_running = path.stat().st_size
+    finally:
+        await database.dispose()
+
+    assert size_while_running > ROWS * len(ROW_TEXT)
