@@ -57,3 +57,29 @@ async def test_thread_checkpoints_while_running(
         await database.dispose()
 
     assert size_while_running > ROWS * len(ROW_TEXT)
+
+
+async def test_log_starts_over_under_steady_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 0.02)
+    monkeypatch.setattr("budstikke.store.database.RESTART_LOG_FRAMES", 64)
+    path = tmp_path / "log.db"
+    log = tmp_path / "log.db-wal"
+    database = Database(f"sqlite+aiosqlite:///{path}", checkpoint_in_background=True)
+    transactions, rows_per_transaction = 400, 10
+    largest_log = 0
+    try:
+        async with database.write() as connection:
+            await connection.run_sync(metadata.create_all)
+        for _transaction in range(transactions):
+            async with database.write() as connection:
+                await connection.execute(insert(blobs), [{"data": ROW_TEXT}] * rows_per_transaction)
+            largest_log = max(largest_log, log.stat().st_size)
+            await asyncio.sleep(0.001)
+    finally:
+        await database.dispose()
+    written = transactions * rows_per_transaction * len(ROW_TEXT)
+
+    # Without a restart the log would hold every page written, more than `written`.
+    assert largest_log < written / 4

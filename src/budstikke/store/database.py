@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # How often a background checkpoint copies SQLite's write-ahead log into the database file.
 CHECKPOINT_INTERVAL_S = 0.5
+# A log this long (16 MB with SQLite's default 4 KB pages) is started over.
+RESTART_LOG_FRAMES = 4096
 
 
 class Database:
@@ -47,27 +49,26 @@ class Database:
         """Open the engines of the database at `url`; nothing connects until first use.
 
         With `checkpoint_in_background`, a SQLite database's write-ahead log
-        is copied into the database file by a thread (see WalCheckpointer),
-        not by the COMMIT that fills it. Long-running services ask for this,
-        and `dispose()` stops the thread.
+        is copied into the database file in a worker thread (see
+        WalCheckpointer), not by the COMMIT that fills it. The checkpoints
+        start with the first write transaction and stop in `dispose()`.
+        Long-running services ask for this.
         """
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             path = create_sqlite_file(url)
+            self._turns: WriteTurns | None = WriteTurns()
             if checkpoint_in_background and path is not None:
-                self._checkpointer = WalCheckpointer(path)
+                self._checkpointer = WalCheckpointer(path, self._turns)
             self._write_engine = create_sqlite_engine(
                 url,
                 begin="BEGIN IMMEDIATE",
                 pool_size=1,
                 autocheckpoint=self._checkpointer is None,
             )
-            self._turns: WriteTurns | None = WriteTurns()
             self._read_engine = create_sqlite_engine(url, begin="BEGIN", pool_size=4)
-            if self._checkpointer is not None:
-                self._checkpointer.start()
         else:
             # Each process holds at most 2 x pool_size connections, so many
             # processes fit under PostgreSQL's default of 100 connections.
@@ -100,6 +101,8 @@ class Database:
             async with translate_connection_errors(), self._write_engine.begin() as connection:
                 yield connection
             return
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         await self._turns.acquire(urgent=urgent, timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
         try:
             async with translate_connection_errors(), self._write_engine.begin() as connection:
@@ -117,56 +120,97 @@ class Database:
         if self._read_engine is not self._write_engine:
             await self._read_engine.dispose()
         if self._checkpointer is not None:
-            await asyncio.to_thread(self._checkpointer.stop)
-            self._checkpointer = None
+            await self._checkpointer.stop()
 
 
 class WalCheckpointer:
-    """A thread that copies SQLite's write-ahead log into the database file.
+    """Copies SQLite's write-ahead log into the database file, off the event loop's thread.
 
     By default SQLite does this in the COMMIT that grows the log past 1,000
     pages, and that COMMIT waits for the copy and its fsync. Statements run
-    on the event loop's thread here, so every request would wait too. With
-    this thread, the write connection makes no checkpoints, and the thread
-    runs a passive checkpoint every CHECKPOINT_INTERVAL_S. A passive checkpoint
-    waits for no reader or writer, and sqlite3 releases the GIL while it runs.
+    on the event loop's thread here, so every request would wait too. With a
+    checkpointer the write connection makes no checkpoints. Instead, every
+    CHECKPOINT_INTERVAL_S, a worker thread runs a passive checkpoint, which
+    waits for no reader or writer, and sqlite3 releases the GIL meanwhile.
+
+    A log that is written without pause is never copied whole that way, so
+    it is never started over and grows without limit. Once it contains
+    RESTART_LOG_FRAMES pages, a second checkpoint follows in the next write
+    turn. It copies only what was written during the first, and as nothing
+    is written meanwhile, it copies the whole log, so the next transaction
+    writes the log from its start again. That checkpoint holds up this
+    process's writers for 2 to 10 ms.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, turns: WriteTurns) -> None:
         self.path = path
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="budstikke-wal-checkpoint", daemon=True
-        )
+        self._turns = turns
+        self._connection: sqlite3.Connection | None = None
+        # A cancelled wait leaves its checkpoint running in the thread.
+        self._connection_lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the checkpoints in the background unless they run already; needs a running loop."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="budstikke-wal-checkpoint")
 
-    def stop(self) -> None:
-        """Stop the thread after one last checkpoint."""
-        self._stopping.set()
-        self._thread.join()
+    async def stop(self) -> None:
+        """Stop the checkpoints after one last one."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self._checkpoint_and_close)
 
-    def _run(self) -> None:
-        connection = sqlite3.connect(
-            self.path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None
-        )
-        try:
-            while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
-                self.checkpoint(connection)
-            self.checkpoint(connection)
-        finally:
-            connection.close()
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            frames = await asyncio.to_thread(self.checkpoint)
+            if frames < RESTART_LOG_FRAMES:
+                continue
+            try:
+                await self._turns.acquire(urgent=False, timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            except DatabaseUnavailableError:
+                # The first checkpoints go on, and only the log's restart
+                # waits for a later turn.
+                continue
+            try:
+                await asyncio.to_thread(self.checkpoint)
+            finally:
+                self._turns.release()
 
-    def checkpoint(self, connection: sqlite3.Connection) -> None:
-        try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as error:
-            # The next checkpoint copies what this one left, so the log only grows meanwhile.
-            logger.warning(
-                "SQLite checkpoint failed; the next one will try again",
-                extra={"event": "sqlite_checkpoint_failed", "error": str(error)[:200]},
-            )
+    def checkpoint(self) -> int:
+        """Run a passive checkpoint; returns the number of pages in the log, or 0 on error."""
+        with self._connection_lock:
+            if self._connection is None:
+                self._connection = sqlite3.connect(
+                    self.path,
+                    timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            try:
+                # The row contains: busy (0 or 1), pages in the log, pages copied.
+                [(_busy, frames, _copied)] = self._connection.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).fetchall()
+            except sqlite3.Error as error:
+                # The next checkpoint copies what this one left, so the log only grows meanwhile.
+                logger.warning(
+                    "SQLite checkpoint failed; the next one will try again",
+                    extra={"event": "sqlite_checkpoint_failed", "error": str(error)[:200]},
+                )
+                return 0
+            return int(frames)
+
+    def _checkpoint_and_close(self) -> None:
+        self.checkpoint()
+        with self._connection_lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 class WriteTurns:
