@@ -90,17 +90,13 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 
 def run_smsc(port: int) -> None:
-    """Serve the test SMSC without per-PDU output, emptying its records every second."""
+    """Serve the test SMSC without per-PDU output or records, so its memory stays flat."""
     from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
 
     async def serve() -> None:
-        options = DevSmscOptions(port=port, receipt_delay_s=0.2, echo=None)
-        async with DevSmsc(options) as smsc:
-            while True:
-                await asyncio.sleep(1)
-                smsc.received.clear()
-                smsc.sent.clear()
-                smsc.receipts_acknowledged.clear()
+        options = DevSmscOptions(port=port, receipt_delay_s=0.2, echo=None, keep_history=False)
+        async with DevSmsc(options):
+            await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

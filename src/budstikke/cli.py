@@ -227,6 +227,7 @@ def dev_smsc(
         # Message ids continue from the clock, so a restarted test SMSC does
         # not hand out the ids of messages it accepted before.
         first_message_id=int(time.time() * 10) % 0x7FFF_FFFF,
+        keep_history=False,
     )
 
     async def run_until_signal() -> None:

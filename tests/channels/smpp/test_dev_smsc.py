@@ -194,6 +194,28 @@ async def test_valid_submit_accepted_and_receipt_sent(smsc: DevSmsc, connect: Co
     assert receipt.source_addr == "4799999999"
 
 
+async def test_no_history_keeps_no_records(smsc: DevSmsc, connect: Connect) -> None:
+    smsc.options.keep_history = False
+    client = await connect()
+    await client.bind()
+
+    response = await client.call(VALID_SUBMIT)
+    receipt = await client.read()
+    client.writer.write(encode_pdu(response_for(receipt)))
+    await client.writer.drain()
+    # The SMSC reads the receipt's response meanwhile.
+    await asyncio.sleep(0.2)
+
+    assert isinstance(response, SubmitSmResp)
+    assert response.message_id == "00000001"
+    assert isinstance(receipt, DeliverSm)
+    assert b"id:00000001 " in receipt.short_message
+    assert smsc.received == []
+    assert smsc.sent == []
+    assert smsc.accepted == {}
+    assert smsc.receipts_acknowledged == []
+
+
 @pytest.mark.parametrize(
     ("changes", "status"),
     [

@@ -116,6 +116,9 @@ class DevSmscOptions:
     seed: int | None = None
     # Called with one readable line per PDU received or sent.
     echo: Callable[[str], None] | None = None
+    # Keep every PDU and accepted message in the records below for assertions.
+    # A long-running SMSC turns this off, or its memory grows with each message.
+    keep_history: bool = True
 
 
 @dataclass(frozen=True)
@@ -351,7 +354,8 @@ class DevSmsc:
                 if not exc.resynchronisable:
                     return
                 continue
-            self.received.append(ReceivedPdu(connection.connection_id, pdu, time.monotonic()))
+            if self.options.keep_history:
+                self.received.append(ReceivedPdu(connection.connection_id, pdu, time.monotonic()))
             self._echo(f"[{connection.connection_id}] <- {describe_pdu(pdu)}")
             if not self._handle(connection, pdu):
                 return
@@ -461,7 +465,8 @@ class DevSmsc:
         accepted = AcceptedMessage(
             message_id, pdu, connection.connection_id, connection.system_id, datetime.now(UTC)
         )
-        self.accepted[message_id] = accepted
+        if self.options.keep_history:
+            self.accepted[message_id] = accepted
         self._record_part(pdu)
         if self.options.receipt_before_response and self._wants_receipt(pdu):
             self._spawn(self._send_receipts(accepted, delay_s=0.0))
@@ -570,11 +575,13 @@ class DevSmsc:
             connection = self._receiver_for(accepted)
             if connection is not None:
                 pdu = connection.numbered(receipt)
-                self.sent.append(pdu)
+                if self.options.keep_history:
+                    self.sent.append(pdu)
                 self._echo(f"[{connection.connection_id}] -> {describe_pdu(pdu)} stat={stat}")
                 response = await connection.request(pdu, RECEIPT_RESPONSE_TIMEOUT_S)
                 if response is not None and response.command_status == S.ESME_ROK:
-                    self.receipts_acknowledged.append(accepted.message_id)
+                    if self.options.keep_history:
+                        self.receipts_acknowledged.append(accepted.message_id)
                     return
             await asyncio.sleep(_RECEIPT_RETRY_S)
 
@@ -640,7 +647,8 @@ class DevSmsc:
     # Helpers.
 
     def _answer(self, connection: _Connection, pdu: Pdu) -> None:
-        self.sent.append(pdu)
+        if self.options.keep_history:
+            self.sent.append(pdu)
         self._echo(f"[{connection.connection_id}] -> {describe_pdu(pdu)}")
         connection.send(pdu)
 
