@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert
 
-from budstikke.store.database import Database
+from budstikke.store.database import Database, WalCheckpointer
 
 metadata = MetaData()
 blobs = Table("blobs", metadata, Column("id", Integer, primary_key=True), Column("data", Text))
@@ -83,3 +85,62 @@ async def test_log_starts_over_under_steady_writes(
 
     # Without a restart the log would hold every page written, more than `written`.
     assert largest_log < written / 4
+
+
+async def test_busy_default_threads_hold_up_no_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every pass restarts the log, so the checkpointer often holds a write turn.
+    monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 0.01)
+    monkeypatch.setattr("budstikke.store.database.RESTART_LOG_FRAMES", 1)
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", checkpoint_in_background=True)
+    slowest_write_s = 0.0
+    try:
+        await fill(database)
+        # Slow work, such as name lookups, takes every thread of the default
+        # executor, which has min(32, cores + 4) of them, for 1.5 s.
+        threads = min(32, (os.cpu_count() or 1) + 4)
+        sleepers = [asyncio.create_task(asyncio.to_thread(time.sleep, 1.5)) for _ in range(threads)]
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.5
+        while loop.time() < until:
+            started = loop.time()
+            async with database.write() as connection:
+                await connection.execute(insert(blobs).values(data="x"))
+            slowest_write_s = max(slowest_write_s, loop.time() - started)
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*sleepers)
+    finally:
+        await database.dispose()
+
+    assert slowest_write_s < 0.5
+
+
+async def test_failed_pass_stops_no_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 0.02)
+    calls = 0
+    checkpoint = WalCheckpointer.checkpoint
+
+    def fail_first(self: WalCheckpointer) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("first pass fails")
+        return checkpoint(self)
+
+    monkeypatch.setattr(WalCheckpointer, "checkpoint", fail_first)
+    path = tmp_path / "log.db"
+    database = Database(f"sqlite+aiosqlite:///{path}", checkpoint_in_background=True)
+    try:
+        await fill(database)
+        async with asyncio.timeout(10):
+            while path.stat().st_size <= ROWS * len(ROW_TEXT):
+                await asyncio.sleep(0.05)
+    finally:
+        await database.dispose()
+
+    assert calls > 2
+    events = [getattr(record, "event", None) for record in caplog.records]
+    assert "sqlite_checkpoint_failed" in events

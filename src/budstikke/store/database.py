@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import os
 import sqlite3
 import stat
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -130,24 +130,29 @@ class WalCheckpointer:
     pages, and that COMMIT waits for the copy and its fsync. Statements run
     on the event loop's thread here, so every request would wait too. With a
     checkpointer the write connection makes no checkpoints. Instead, every
-    CHECKPOINT_INTERVAL_S, a worker thread runs a passive checkpoint, which
-    waits for no reader or writer, and sqlite3 releases the GIL meanwhile.
+    CHECKPOINT_INTERVAL_S, a thread of the checkpointer's own runs a passive
+    checkpoint, which waits for no reader or writer, and sqlite3 releases
+    the GIL meanwhile.
 
     A log that is written without pause is never copied whole that way, so
     it is never started over and grows without limit. Once it contains
     RESTART_LOG_FRAMES pages, a second checkpoint follows in the next write
-    turn. It copies only what was written during the first, and as nothing
-    is written meanwhile, it copies the whole log, so the next transaction
-    writes the log from its start again. That checkpoint holds up this
-    process's writers for 2 to 10 ms.
+    turn. It copies only what was written during the first, and as this
+    process writes nothing meanwhile, it copies the whole log unless another
+    process writes or a reader still reads an older state. Then the next
+    transaction writes the log from its start again. That checkpoint holds
+    up this process's writers for 2 to 10 ms.
     """
 
     def __init__(self, path: Path, turns: WriteTurns) -> None:
         self.path = path
         self._turns = turns
         self._connection: sqlite3.Connection | None = None
-        # A cancelled wait leaves its checkpoint running in the thread.
-        self._connection_lock = threading.Lock()
+        # A thread of its own: with a write turn taken, a checkpoint must not
+        # wait for the default threads, which name lookups can keep busy.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="budstikke-wal-checkpoint"
+        )
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -162,28 +167,36 @@ class WalCheckpointer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await asyncio.to_thread(self._checkpoint_and_close)
+        # The executor runs this after a checkpoint that a cancelled wait left running.
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint_and_close)
+        self._executor.shutdown(wait=False)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
-            frames = await asyncio.to_thread(self.checkpoint)
-            if frames < RESTART_LOG_FRAMES:
-                continue
             try:
+                frames = await loop.run_in_executor(self._executor, self.checkpoint)
+                if frames < RESTART_LOG_FRAMES:
+                    continue
                 await self._turns.acquire(urgent=False, timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
-            except DatabaseUnavailableError:
-                # The first checkpoints go on, and only the log's restart
-                # waits for a later turn.
-                continue
-            try:
-                await asyncio.to_thread(self.checkpoint)
-            finally:
-                self._turns.release()
+                try:
+                    await loop.run_in_executor(self._executor, self.checkpoint)
+                finally:
+                    self._turns.release()
+            except Exception as error:
+                # The checkpoints must go on, or the log grows without limit.
+                logger.warning(
+                    "SQLite checkpoint pass failed; the next one will try again",
+                    extra={
+                        "event": "sqlite_checkpoint_failed",
+                        "error": f"{type(error).__name__}: {str(error)[:200]}",
+                    },
+                )
 
     def checkpoint(self) -> int:
-        """Run a passive checkpoint; returns the number of pages in the log, or 0 on error."""
-        with self._connection_lock:
+        """Run a passive checkpoint here; returns the number of pages in the log, or 0 on error."""
+        try:
             if self._connection is None:
                 self._connection = sqlite3.connect(
                     self.path,
@@ -191,26 +204,24 @@ class WalCheckpointer:
                     isolation_level=None,
                     check_same_thread=False,
                 )
-            try:
-                # The row contains: busy (0 or 1), pages in the log, pages copied.
-                [(_busy, frames, _copied)] = self._connection.execute(
-                    "PRAGMA wal_checkpoint(PASSIVE)"
-                ).fetchall()
-            except sqlite3.Error as error:
-                # The next checkpoint copies what this one left, so the log only grows meanwhile.
-                logger.warning(
-                    "SQLite checkpoint failed; the next one will try again",
-                    extra={"event": "sqlite_checkpoint_failed", "error": str(error)[:200]},
-                )
-                return 0
-            return int(frames)
+            # The row contains: busy (0 or 1), pages in the log, pages copied.
+            [(_busy, frames, _copied)] = self._connection.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchall()
+        except sqlite3.Error as error:
+            # The next checkpoint copies what this one left, so the log only grows meanwhile.
+            logger.warning(
+                "SQLite checkpoint failed; the next one will try again",
+                extra={"event": "sqlite_checkpoint_failed", "error": str(error)[:200]},
+            )
+            return 0
+        return int(frames)
 
     def _checkpoint_and_close(self) -> None:
         self.checkpoint()
-        with self._connection_lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 class WriteTurns:
