@@ -6,12 +6,13 @@ transaction ran goes into the next, up to MAX_BATCH_ITEMS. Under load one
 transaction serves many items, so its fixed cost (begin, commit, the
 statements that read and write the batch) is shared among them.
 
-An item that finds the writer idle is written at once. Right after a
-write, a batch of fewer than LINGER_ITEMS regular items waits up to
-LINGER_S for more. Without that pause, a steady stream of hand-offs and
-receipts is written two or three items per transaction, and the fixed cost
-of those transactions takes much of the event loop's time. The hand-off of
-an instant message ends the pause at once.
+An item that finds the writer idle, with no write in the last LINGER_S,
+is written at once. Right after a write, a batch of fewer than
+LINGER_ITEMS regular items waits up to LINGER_S for more. Without that
+pause, a steady stream of hand-offs and receipts is written two or three
+items per transaction, and the fixed cost of those transactions takes
+much of the event loop's time. The hand-off of an instant message ends
+the pause at once.
 """
 
 from __future__ import annotations
