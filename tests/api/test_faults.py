@@ -51,8 +51,9 @@ API = "/notifications/api/v1/future"
 # API sends its response while the provider still has the message.
 HANDOFF_TIMEOUT_S = 0.2
 WAIT_TIMEOUT_S = 5.0
-# How long the database refuses connections in the worker outage test.
-OUTAGE_S = 1.5
+# In the worker outage test, the regular order falls due this long after it
+# is placed. The outage starts at once and ends a second after that time.
+SEND_DELAY_S = 2.0
 
 
 class GatedProvider:
@@ -360,7 +361,7 @@ async def test_worker_survives_database_outage(tmp_path: Path) -> None:
         async with in_process_app(settings) as app:
             # A regular order that falls due while the database is away: only
             # the worker loops send it, so it shows that they resume.
-            send_at = datetime.now(UTC) + timedelta(seconds=OUTAGE_S / 2)
+            send_at = datetime.now(UTC) + timedelta(seconds=SEND_DELAY_S)
             regular = await app.client.post(
                 ORDERS_PATH,
                 json=regular_order(requestedSendTime=send_at.isoformat()),
@@ -368,8 +369,9 @@ async def test_worker_survives_database_outage(tmp_path: Path) -> None:
             )
             assert regular.status_code == 201, regular.text
             await set_allow_connections(name, False)
+            outage_started = datetime.now(UTC)
             # Many worker passes run while the database refuses connections.
-            await asyncio.sleep(OUTAGE_S)
+            await asyncio.sleep((send_at - outage_started).total_seconds() + 1)
             sent_during_outage = len(app.outbox_lines("sms"))
             await set_allow_connections(name, True)
 
@@ -381,6 +383,7 @@ async def test_worker_survives_database_outage(tmp_path: Path) -> None:
                 f"{API}/orders/instant/sms", json=sms_order("after-outage"), headers=app.headers()
             )
 
+            assert outage_started < send_at
             assert sent_during_outage == 0
             assert sent_after_outage == 1
             assert response.status_code == 201, response.text
