@@ -29,6 +29,15 @@ async def fill(database: Database) -> None:
             await connection.execute(insert(blobs), [{"data": ROW_TEXT}] * ROWS_PER_COMMIT)
 
 
+async def fill_and_wait_for_copy(database: Database, path: Path) -> int:
+    """Fill the database and wait until a checkpoint has copied the rows; return the file size."""
+    await fill(database)
+    async with asyncio.timeout(10):
+        while path.stat().st_size <= ROWS * len(ROW_TEXT):
+            await asyncio.sleep(0.05)
+    return path.stat().st_size
+
+
 async def test_commits_leave_log_to_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The thread waits an hour between checkpoints, so only the one at stop runs.
     monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 3600.0)
@@ -50,11 +59,7 @@ async def test_thread_checkpoints_while_running(
     path = tmp_path / "log.db"
     database = Database(f"sqlite+aiosqlite:///{path}", checkpoint_in_background=True)
     try:
-        await fill(database)
-        async with asyncio.timeout(10):
-            while path.stat().st_size <= ROWS * len(ROW_TEXT):
-                await asyncio.sleep(0.05)
-        size_while_running = path.stat().st_size
+        size_while_running = await fill_and_wait_for_copy(database, path)
     finally:
         await database.dispose()
 
@@ -134,10 +139,7 @@ async def test_failed_pass_stops_no_checkpoints(
     path = tmp_path / "log.db"
     database = Database(f"sqlite+aiosqlite:///{path}", checkpoint_in_background=True)
     try:
-        await fill(database)
-        async with asyncio.timeout(10):
-            while path.stat().st_size <= ROWS * len(ROW_TEXT):
-                await asyncio.sleep(0.05)
+        await fill_and_wait_for_copy(database, path)
     finally:
         await database.dispose()
 
