@@ -91,15 +91,10 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 def run_smsc(port: int) -> None:
     """Serve the test SMSC without per-PDU output or records, so its memory stays flat."""
-    from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
-
-    async def serve() -> None:
-        options = DevSmscOptions(port=port, receipt_delay_s=0.2, echo=None, keep_history=False)
-        async with DevSmsc(options):
-            await asyncio.Event().wait()
+    from budstikke.channels.smpp.dev_smsc import run_dev_smsc
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+        asyncio.run(run_dev_smsc(port=port, receipt_delay_s=0.2, echo=None))
 
 
 async def seed(database_url: str, count: int) -> str:

@@ -1,4 +1,4 @@
-"""The test SMSC for benchmarks: receipts at once, no PDU echo, bounded records.
+"""The test SMSC for benchmarks: receipts at once, no PDU echo, no records.
 
 `python bench/smsc.py --port 2775 [--receipt-delay 0]` serves SMPP 3.4 on
 127.0.0.1 until it is terminated. It is budstikke's strict test SMSC with
@@ -12,15 +12,7 @@ import argparse
 import asyncio
 import contextlib
 
-from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
-
-
-async def serve(port: int, receipt_delay_s: float) -> None:
-    options = DevSmscOptions(
-        port=port, receipt_delay_s=receipt_delay_s, echo=None, keep_history=False
-    )
-    async with DevSmsc(options):
-        await asyncio.Event().wait()
+from budstikke.channels.smpp.dev_smsc import run_dev_smsc
 
 
 def main() -> None:
@@ -31,7 +23,9 @@ def main() -> None:
     )
     arguments = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(arguments.port, arguments.receipt_delay))
+        asyncio.run(
+            run_dev_smsc(port=arguments.port, receipt_delay_s=arguments.receipt_delay, echo=None)
+        )
 
 
 if __name__ == "__main__":

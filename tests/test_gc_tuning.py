@@ -12,7 +12,7 @@ from budstikke.api.server import GracefulServer
 from budstikke.gc_tuning import freeze_startup_objects
 
 
-def test_freeze_moves_live_objects_out_of_collections() -> None:
+def test_freeze_moves_live_objects() -> None:
     try:
         freeze_startup_objects()
 

@@ -149,7 +149,7 @@ async def test_receipts_get_every_other_batch_in_a_burst(
     assert store.batches == [(2, 0), (0, 2), (2, 0), (2, 0)]
 
 
-async def test_items_after_a_write_wait_for_a_batch(
+async def test_items_after_write_wait_for_batch(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("budstikke.dispatch.outcome_writer.LINGER_S", 0.5)

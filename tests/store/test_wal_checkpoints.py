@@ -88,14 +88,14 @@ async def test_log_starts_over_under_steady_writes(
         await database.dispose()
     written = transactions * rows_per_transaction * len(ROW_TEXT)
 
-    # Without a restart the log would hold every page written, more than `written`.
+    # Without a restart the log would contain every page written, more than `written`.
     assert largest_log < written / 4
 
 
-async def test_busy_default_threads_hold_up_no_writer(
+async def test_busy_default_threads_delay_no_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Every pass restarts the log, so the checkpointer often holds a write turn.
+    # Every pass restarts the log, so the checkpointer often takes a write turn.
     monkeypatch.setattr("budstikke.store.database.CHECKPOINT_INTERVAL_S", 0.01)
     monkeypatch.setattr("budstikke.store.database.RESTART_LOG_FRAMES", 1)
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'log.db'}", checkpoint_in_background=True)

@@ -140,8 +140,8 @@ class WalCheckpointer:
     turn. It copies only what was written during the first, and as this
     process writes nothing meanwhile, it copies the whole log unless another
     process writes or a reader still reads an older state. Then the next
-    transaction writes the log from its start again. That checkpoint holds
-    up this process's writers for 2 to 10 ms.
+    transaction writes the log from its start again. That checkpoint delays
+    this process's writers by 2 to 10 ms.
     """
 
     def __init__(self, path: Path, turns: WriteTurns) -> None:
@@ -186,13 +186,7 @@ class WalCheckpointer:
                     self._turns.release()
             except Exception as error:
                 # The checkpoints must go on, or the log grows without limit.
-                logger.warning(
-                    "SQLite checkpoint pass failed; the next one will try again",
-                    extra={
-                        "event": "sqlite_checkpoint_failed",
-                        "error": f"{type(error).__name__}: {str(error)[:200]}",
-                    },
-                )
+                log_checkpoint_failure(error)
 
     def checkpoint(self) -> int:
         """Run a passive checkpoint here; returns the number of pages in the log, or 0 on error."""
@@ -210,10 +204,7 @@ class WalCheckpointer:
             ).fetchall()
         except sqlite3.Error as error:
             # The next checkpoint copies what this one left, so the log only grows meanwhile.
-            logger.warning(
-                "SQLite checkpoint failed; the next one will try again",
-                extra={"event": "sqlite_checkpoint_failed", "error": str(error)[:200]},
-            )
+            log_checkpoint_failure(error)
             return 0
         return int(frames)
 
@@ -222,6 +213,16 @@ class WalCheckpointer:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def log_checkpoint_failure(error: BaseException) -> None:
+    logger.warning(
+        "SQLite checkpoint failed; the next one will try again",
+        extra={
+            "event": "sqlite_checkpoint_failed",
+            "error": f"{type(error).__name__}: {str(error)[:200]}",
+        },
+    )
 
 
 class WriteTurns:

@@ -203,7 +203,7 @@ async def test_no_history_keeps_no_records(smsc: DevSmsc, connect: Connect) -> N
     receipt = await client.read()
     client.writer.write(encode_pdu(response_for(receipt)))
     await client.writer.drain()
-    # The SMSC reads the receipt's response meanwhile; it records nothing for it.
+    # The SMSC reads the receipt's response meanwhile and records nothing for it.
     await asyncio.sleep(0.2)
 
     assert isinstance(response, SubmitSmResp)

@@ -273,8 +273,7 @@ class DevSmsc:
 
         async def unbind(connection: _Connection) -> None:
             pdu = connection.numbered(Unbind())
-            if self.options.keep_history:
-                self.sent.append(pdu)
+            self._record_sent(pdu)
             self._echo(f"[{connection.connection_id}] -> {describe_pdu(pdu)}")
             await connection.request(pdu, RECEIPT_RESPONSE_TIMEOUT_S)
             connection.writer.close()
@@ -576,8 +575,7 @@ class DevSmsc:
             connection = self._receiver_for(accepted)
             if connection is not None:
                 pdu = connection.numbered(receipt)
-                if self.options.keep_history:
-                    self.sent.append(pdu)
+                self._record_sent(pdu)
                 self._echo(f"[{connection.connection_id}] -> {describe_pdu(pdu)} stat={stat}")
                 response = await connection.request(pdu, RECEIPT_RESPONSE_TIMEOUT_S)
                 if response is not None and response.command_status == S.ESME_ROK:
@@ -647,9 +645,12 @@ class DevSmsc:
 
     # Helpers.
 
-    def _answer(self, connection: _Connection, pdu: Pdu) -> None:
+    def _record_sent(self, pdu: Pdu) -> None:
         if self.options.keep_history:
             self.sent.append(pdu)
+
+    def _answer(self, connection: _Connection, pdu: Pdu) -> None:
+        self._record_sent(pdu)
         self._echo(f"[{connection.connection_id}] -> {describe_pdu(pdu)}")
         connection.send(pdu)
 
