@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,11 +12,10 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from budstikke.dispatch.outcome_writer import OutcomeWriter
-from budstikke.domain.statuses import NotificationStatus, Priority
+from budstikke.domain.statuses import NotificationStatus
 from budstikke.store.database import Database
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.outcomes import HandOffRecord, OutcomeResults, PartReference, ReceivedReport
-from budstikke.store.records import ClaimedNotification
 from budstikke.store.tables import provider_parts
 from tests.store.test_notifications import status_of
 from tests.store.test_outcomes import NOW, claimed_order
@@ -27,16 +25,11 @@ DELIVERED = NotificationStatus.SMS_DELIVERED
 
 
 class BatchRecordingStore(NotificationStore):
-    """The real store, which also records the size of each batch it writes.
-
-    While `hold_regular` is set to an unset event, batches without an
-    instant hand-off wait for it.
-    """
+    """The real store, which also records the size of each batch it writes."""
 
     def __init__(self, database: Database) -> None:
         super().__init__(database)
         self.batches: list[tuple[int, int]] = []
-        self.hold_regular: asyncio.Event | None = None
 
     async def write_outcomes(
         self,
@@ -45,25 +38,14 @@ class BatchRecordingStore(NotificationStore):
         *,
         now: datetime,
     ) -> OutcomeResults:
-        is_regular = all(record.claimed.priority == Priority.REGULAR for record in hand_offs)
-        if self.hold_regular is not None and is_regular:
-            await self.hold_regular.wait()
         self.batches.append((len(hand_offs), len(reports)))
         return await super().write_outcomes(hand_offs, reports, now=now)
-
-
-def as_regular(claimed: ClaimedNotification) -> ClaimedNotification:
-    """The claimed notification of an instant order, presented as a regular one."""
-    return dataclasses.replace(claimed, priority=Priority.REGULAR)
 
 
 async def test_items_queued_together_share_one_batch(database: Database) -> None:
     store = BatchRecordingStore(database)
     writer = OutcomeWriter(store, lambda: NOW)
-    orders = [
-        (receipt, as_regular(claimed))
-        for receipt, claimed in [await claimed_order(store, f"order-{i}") for i in range(6)]
-    ]
+    orders = [await claimed_order(store, f"order-{index}") for index in range(6)]
 
     results = await asyncio.gather(
         *(
@@ -92,7 +74,6 @@ async def test_failed_item_does_not_fail_the_others(
     writer = OutcomeWriter(store, lambda: NOW)
     good, good_claimed = await claimed_order(store, "good")
     bad, bad_claimed = await claimed_order(store, "bad")
-    good_claimed, bad_claimed = as_regular(good_claimed), as_regular(bad_claimed)
     async with database.write() as connection:
         # A part row left over for the bad notification makes its insert fail.
         await connection.execute(
@@ -123,58 +104,34 @@ async def test_failed_item_does_not_fail_the_others(
     assert events == ["outcome_batch_failed"]
 
 
-async def test_instant_hand_off_skips_held_batch(database: Database) -> None:
-    store = BatchRecordingStore(database)
-    store.hold_regular = asyncio.Event()
-    writer = OutcomeWriter(store, lambda: NOW)
-    _receipt, claimed = await claimed_order(store, "instant")
-    reports = [
-        asyncio.create_task(writer.apply_report([f"U{index}"], status=DELIVERED, error_code=None))
-        for index in range(3)
-    ]
-    await asyncio.sleep(0.05)
-
-    # The receipts' batch is still held when the instant hand-off is written.
-    recorded = await asyncio.wait_for(
-        writer.record_hand_off(claimed, status=ACCEPTED, parts=[PartReference("i", ("I",))]),
-        timeout=5,
-    )
-    reports_still_held = not any(task.done() for task in reports)
-    store.hold_regular.set()
-    await asyncio.gather(*reports)
-
-    assert recorded is True
-    assert reports_still_held
-    assert store.batches == [(1, 0), (0, 3)]
-
-
-async def test_instant_hand_offs_go_in_small_batches(
+async def test_instant_hand_off_goes_in_a_small_batch(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("budstikke.dispatch.outcome_writer.URGENT_BATCH_ITEMS", 2)
     store = BatchRecordingStore(database)
     writer = OutcomeWriter(store, lambda: NOW)
-    orders = [await claimed_order(store, f"burst-{index}") for index in range(5)]
+    _receipt, claimed = await claimed_order(store, "instant")
 
+    # Three receipts for unknown messages are queued before the instant hand-off.
     await asyncio.gather(
         *(
-            writer.record_hand_off(
-                claimed, status=ACCEPTED, parts=[PartReference(f"b{index}", (f"B{index}",))]
-            )
-            for index, (_receipt, claimed) in enumerate(orders)
-        )
+            writer.apply_report([f"U{index}"], status=DELIVERED, error_code=None)
+            for index in range(3)
+        ),
+        writer.record_hand_off(claimed, status=ACCEPTED, parts=[PartReference("i", ("I",))]),
     )
 
-    assert store.batches == [(2, 0), (2, 0), (1, 0)]
+    assert store.batches == [(1, 1), (0, 2)]
 
 
-async def test_receipts_are_written_during_a_burst(
+async def test_receipts_get_every_other_batch_in_a_burst(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("budstikke.dispatch.outcome_writer.URGENT_BATCH_ITEMS", 1)
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.URGENT_BATCH_ITEMS", 2)
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.MAX_BATCH_ITEMS", 2)
     store = BatchRecordingStore(database)
     writer = OutcomeWriter(store, lambda: NOW)
-    orders = [await claimed_order(store, f"burst-{index}") for index in range(12)]
+    orders = [await claimed_order(store, f"burst-{index}") for index in range(6)]
 
     await asyncio.gather(
         *(
@@ -189,8 +146,7 @@ async def test_receipts_are_written_during_a_burst(
         ),
     )
 
-    # Twelve urgent transactions are queued at once, and the receipts do not wait for all of them.
-    assert store.batches.index((0, 2)) < len(store.batches) - 1
+    assert store.batches == [(2, 0), (0, 2), (2, 0), (2, 0)]
 
 
 async def test_items_after_write_wait_for_batch(
@@ -218,10 +174,10 @@ async def test_items_after_write_wait_for_batch(
     assert waited_s < 0.4
 
 
-async def test_regular_items_still_wait_for_batch(
+async def test_instant_hand_off_ends_the_wait(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("budstikke.dispatch.outcome_writer.LINGER_S", 0.5)
+    monkeypatch.setattr("budstikke.dispatch.outcome_writer.LINGER_S", 5.0)
     store = BatchRecordingStore(database)
     writer = OutcomeWriter(store, lambda: NOW)
     _receipt, claimed = await claimed_order(store, "instant")
@@ -237,5 +193,5 @@ async def test_regular_items_still_wait_for_batch(
     await waiting
 
     assert recorded is True
-    assert waited_s < 0.4
-    assert store.batches == [(0, 1), (1, 0), (0, 1)]
+    assert store.batches == [(0, 1), (1, 1)]
+    assert waited_s < 1.0

@@ -1,23 +1,18 @@
 """Write hand-off records and delivery reports in batches, one transaction per batch.
 
 Each caller waits for its own item's result, as if the item were written
-alone. Two tasks drain the queues: one writes the hand-offs of instant
-messages, the other everything else. Each writes whatever arrived while
-its previous transaction ran, so under load one transaction serves many
-items and its fixed cost (begin, commit, the statements that read and
-write the batch) is shared among them.
+alone. One task drains the queue: whatever arrived while the previous
+transaction ran goes into the next, up to MAX_BATCH_ITEMS. Under load one
+transaction serves many items, so its fixed cost (begin, commit, the
+statements that read and write the batch) is shared among them.
 
-The hand-off of an instant message is not held back by other items:
-neither by a batch that waits for its turn at the database, nor by the
-pause below. On SQLite its transaction takes the next turn at the write
-connection.
-
-A regular item that finds the writer idle, with no write in the last
-LINGER_S, is written at once. Right after a write, a batch of fewer than
+An item that finds the writer idle, with no write in the last LINGER_S,
+is written at once. Right after a write, a batch of fewer than
 LINGER_ITEMS regular items waits up to LINGER_S for more. Without that
 pause, a steady stream of hand-offs and receipts is written two or three
 items per transaction, and the fixed cost of those transactions takes
-much of the event loop's time.
+much of the event loop's time. The hand-off of an instant message ends
+the pause at once.
 """
 
 from __future__ import annotations
@@ -45,7 +40,7 @@ T = TypeVar("T")
 # the row and advisory locks on PostgreSQL), so order inserts are not held up
 # behind a long backlog of receipts.
 MAX_BATCH_ITEMS = 200
-# Instant hand-offs are written at most this many to a transaction.
+# A batch with the hand-off of an instant message is kept this small.
 URGENT_BATCH_ITEMS = 32
 # After a write, regular items wait up to LINGER_S for the batch to reach
 # LINGER_ITEMS. Their callers (a hand-off task, a receipt's response to the
@@ -70,20 +65,21 @@ _Queued = _QueuedHandOff | _QueuedReport
 
 
 class OutcomeWriter:
-    """The queues of hand-off records and delivery reports of one process, and their drain tasks."""
+    """The queue of hand-off records and delivery reports of one process, and its drain task."""
 
     def __init__(self, store: NotificationStore, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
-        # Receipts still get written in a burst of instant hand-offs, so the
-        # SMSC does not give up on its deliver_sm. On SQLite a regular writer
-        # goes after 8 urgent ones, and PostgreSQL runs both tasks at once.
+        # Hand-offs of instant messages go in the next batch, which other items
+        # fill up to URGENT_BATCH_ITEMS only. While other items wait, every
+        # other batch is theirs, so a burst of instant messages cannot hold up
+        # delivery receipts until the SMSC gives up on its deliver_sm.
         self._instant: list[_Queued] = []
-        self._queue: list[_Queued] = []
-        # Set when the regular items make a full batch.
+        self._last_batch_urgent = False
+        # Set when the queued items should be written without waiting longer.
         self._flush = asyncio.Event()
-        self._urgent_task: asyncio.Task[None] | None = None
-        self._regular_task: asyncio.Task[None] | None = None
+        self._queue: list[_Queued] = []
+        self._drain_task: asyncio.Task[None] | None = None
 
     async def record_hand_off(
         self,
@@ -113,58 +109,55 @@ class OutcomeWriter:
 
     async def wait_idle(self) -> None:
         """Wait until every queued item is written."""
-        while running := [task for task in self._tasks() if not task.done()]:
-            await asyncio.wait(running)
-
-    def _tasks(self) -> list[asyncio.Task[None]]:
-        return [task for task in (self._urgent_task, self._regular_task) if task is not None]
+        while self._drain_task is not None and not self._drain_task.done():
+            await asyncio.wait({self._drain_task})
 
     def _enqueue(self, item: _Queued) -> None:
         # An item stays queued and is written even when its caller is
         # cancelled, because the hand-off or the report happened all the same.
         if is_instant_hand_off(item):
             self._instant.append(item)
-            if self._urgent_task is None or self._urgent_task.done():
-                self._urgent_task = asyncio.create_task(
-                    self._drain_urgent(), name="budstikke-outcome-writer-instant"
-                )
-            return
-        self._queue.append(item)
-        if len(self._queue) >= LINGER_ITEMS:
+        else:
+            self._queue.append(item)
+        if self._batch_is_ready():
             self._flush.set()
-        if self._regular_task is None or self._regular_task.done():
-            self._regular_task = asyncio.create_task(
-                self._drain_regular(), name="budstikke-outcome-writer"
-            )
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.create_task(self._drain(), name="budstikke-outcome-writer")
 
-    async def _drain_urgent(self) -> None:
-        try:
-            while self._instant:
-                batch = self._instant[:URGENT_BATCH_ITEMS]
-                del self._instant[: len(batch)]
-                await self._write(batch)
-        except asyncio.CancelledError:
-            _cancel_all(self._instant)
-            raise
-
-    async def _drain_regular(self) -> None:
+    async def _drain(self) -> None:
         try:
             written = False
             while True:
-                if written and len(self._queue) < LINGER_ITEMS:
+                if written and not self._batch_is_ready():
                     await self._linger()
-                if not self._queue:
+                if not (self._instant or self._queue):
                     break
-                batch = self._queue[:MAX_BATCH_ITEMS]
-                del self._queue[: len(batch)]
+                others_turn = self._last_batch_urgent and bool(self._queue)
+                self._last_batch_urgent = bool(self._instant) and not others_turn
+                if self._last_batch_urgent:
+                    # Other items fill up the batch to a small size, which
+                    # saves a transaction without making it much longer.
+                    batch = self._instant[:MAX_BATCH_ITEMS]
+                    del self._instant[: len(batch)]
+                    room = max(0, URGENT_BATCH_ITEMS - len(batch))
+                else:
+                    batch, room = [], MAX_BATCH_ITEMS
+                batch += self._queue[:room]
+                del self._queue[:room]
                 await self._write(batch)
                 written = True
         except asyncio.CancelledError:
-            _cancel_all(self._queue)
+            for item in self._instant + self._queue:
+                item.result.cancel()
+            self._instant.clear()
+            self._queue.clear()
             raise
 
+    def _batch_is_ready(self) -> bool:
+        return bool(self._instant) or len(self._queue) >= LINGER_ITEMS
+
     async def _linger(self) -> None:
-        """Wait up to LINGER_S for a full batch."""
+        """Wait up to LINGER_S for an instant hand-off or a full batch."""
         self._flush.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._flush.wait(), LINGER_S)
@@ -209,12 +202,6 @@ class OutcomeWriter:
             _set_result(hand_off.result, recorded)
         for report, matched in zip(reports, results.matched, strict=True):
             _set_result(report.result, matched)
-
-
-def _cancel_all(items: list[_Queued]) -> None:
-    for item in items:
-        item.result.cancel()
-    items.clear()
 
 
 def _set_result(result: asyncio.Future[T], value: T) -> None:
