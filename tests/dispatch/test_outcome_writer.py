@@ -104,6 +104,36 @@ async def test_failed_item_does_not_fail_the_others(
     assert events == ["outcome_batch_failed"]
 
 
+async def test_cancel_during_retry_cancels_callers(database: Database) -> None:
+    store = BatchRecordingStore(database)
+    writer = OutcomeWriter(store, lambda: NOW)
+    single_write_started = asyncio.Event()
+    original_write = store.write_outcomes
+
+    async def fail_batch_then_hang(
+        hand_offs: Sequence[HandOffRecord], reports: Sequence[ReceivedReport], *, now: datetime
+    ) -> OutcomeResults:
+        if len(hand_offs) + len(reports) > 1:
+            raise IntegrityError("INSERT", {}, Exception("made-up conflict"))
+        single_write_started.set()
+        await asyncio.Event().wait()
+        return await original_write(hand_offs, reports, now=now)
+
+    store.write_outcomes = fail_batch_then_hang  # type: ignore[method-assign]
+    callers = [
+        asyncio.create_task(writer.apply_report([f"U{index}"], status=DELIVERED, error_code=None))
+        for index in range(3)
+    ]
+    await asyncio.wait_for(single_write_started.wait(), timeout=5)
+
+    # The writer is cancelled, as at shutdown, while it writes the first item alone.
+    assert writer._drain_task is not None
+    writer._drain_task.cancel()
+    await asyncio.wait(callers, timeout=5)
+
+    assert [caller.cancelled() for caller in callers] == [True, True, True]
+
+
 async def test_instant_hand_off_goes_in_a_small_batch(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

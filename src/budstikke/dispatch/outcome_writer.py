@@ -191,8 +191,15 @@ class OutcomeWriter:
                     "error": f"{type(error).__name__}: {str(error)[:200]}",
                 },
             )
-            for item in batch:
-                await self._write([item])
+            for index, item in enumerate(batch):
+                try:
+                    await self._write([item])
+                except BaseException:
+                    # The items not yet written have left the queues, so
+                    # without this their callers would wait forever.
+                    for rest in batch[index + 1 :]:
+                        rest.result.cancel()
+                    raise
             return
         except BaseException:
             for item in batch:
