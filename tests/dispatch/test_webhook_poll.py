@@ -9,7 +9,7 @@ from budstikke.dispatch.webhooks import build_webhook_loop
 from budstikke.metrics import Metrics
 from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
-from tests.store.test_outcomes import NOW, count_transactions
+from tests.store.test_notifications import NOW, count_transactions
 
 
 async def test_idle_poll_takes_no_write(tmp_path: Path) -> None:
