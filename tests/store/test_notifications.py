@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from budstikke.domain.statuses import Channel, NotificationStatus, OrderStatus, Priority
 from budstikke.store.database import Database
 from budstikke.store.feed import read_feed
-from budstikke.store.migrate import upgrade_to_head
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.orders import create_instant_order, get_shipment
 from budstikke.store.outcomes import PartReference, combine_part_statuses
@@ -21,17 +18,6 @@ from budstikke.store.tables import notifications
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
-
-
-def count_transactions(database: Database) -> list[str]:
-    """Record the BEGIN of every write transaction (SQLite) or every begin (PostgreSQL)."""
-    begins: list[str] = []
-
-    def on_begin(_connection: Any) -> None:
-        begins.append("begin")
-
-    event.listen(database.engine.sync_engine, "begin", on_begin)
-    return begins
 
 
 async def new_order(
@@ -152,23 +138,6 @@ async def test_result_of_lost_lease_is_not_recorded(database: Database) -> None:
     )
 
     assert recorded is False
-
-
-async def test_expiry_with_nothing_due_takes_no_write(tmp_path: Path) -> None:
-    # On SQLite a write waits for the one write connection, which orders share.
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await upgrade_to_head(database)
-    store = NotificationStore(database)
-    try:
-        await new_order(database, "live", ttl_s=60)
-        begins = count_transactions(database)
-
-        expired = await store.expire_overdue(NOW + timedelta(seconds=59))
-    finally:
-        await database.dispose()
-
-    assert expired == []
-    assert begins == []
 
 
 async def test_unsent_notification_expires_at_ttl(database: Database) -> None:

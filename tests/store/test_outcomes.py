@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from budstikke.domain.statuses import NotificationStatus
@@ -18,7 +18,7 @@ from budstikke.store.outcomes import HandOffRecord, PartReference, ReceivedRepor
 from budstikke.store.records import ClaimedNotification, OrderReceipt
 from budstikke.store.tables import provider_parts, unmatched_reports, webhook_deliveries
 from budstikke.store.webhook_endpoints import create_endpoint
-from tests.store.test_notifications import count_transactions, new_order, status_of
+from tests.store.test_notifications import new_order, status_of
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -46,6 +46,17 @@ def hand_off(claimed: ClaimedNotification, *refs: str) -> HandOffRecord:
 
 def report(key: str, status: NotificationStatus | None, code: str | None = None) -> ReceivedReport:
     return ReceivedReport((key,), status, code)
+
+
+def count_transactions(database: Database) -> list[str]:
+    """Record the BEGIN of every write transaction (SQLite) or every begin (PostgreSQL)."""
+    begins: list[str] = []
+
+    def on_begin(_connection: Any) -> None:
+        begins.append("begin")
+
+    event.listen(database.engine.sync_engine, "begin", on_begin)
+    return begins
 
 
 async def row_count(database: Database, table: Any) -> int:

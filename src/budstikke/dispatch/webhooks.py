@@ -38,7 +38,6 @@ from budstikke.store.database import Database
 from budstikke.store.webhook_deliveries import (
     ClaimedDelivery,
     claim_due,
-    has_due_deliveries,
     purge_deliveries,
     record_delivered,
     record_failed_attempt,
@@ -196,10 +195,6 @@ class WebhookDeliveryLoop:
                 )
         free_slots = self.concurrency - len(self._in_flight)
         if free_slots <= 0:
-            return False
-        # Most polls find nothing due. Checking that with a read avoids a wait
-        # for SQLite's one write connection, which orders share.
-        if not await has_due_deliveries(self.database, now):
             return False
         claimed = await claim_due(
             self.database,

@@ -354,12 +354,6 @@ class NotificationStore:
                 notifications.c.report_deadline_at <= now,
             ),
         )
-        # The sweep runs at every poll and mostly finds nothing. Checking that
-        # with a read avoids a wait for SQLite's one write connection.
-        async with self.database.read() as connection:
-            found = await connection.execute(select(notifications.c.id).where(overdue).limit(1))
-            if found.first() is None:
-                return []
         async with self.database.write() as connection:
             rows = (
                 await connection.execute(

@@ -88,14 +88,6 @@ def due_condition(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def has_due_deliveries(database: Database, now: datetime) -> bool:
-    """Return whether a delivery is due, whatever its endpoint's state, using a read only."""
-    statement = select(webhook_deliveries.c.id).where(due_condition(now)).limit(1)
-    async with database.read() as connection:
-        row = (await connection.execute(statement)).first()
-    return row is not None
-
-
 async def claim_due(
     database: Database,
     *,
