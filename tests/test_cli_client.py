@@ -7,6 +7,7 @@ import json
 import select
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -186,6 +187,17 @@ def test_feed_lists_final_orders(server: ServeProcess, api_key: str) -> None:
     assert after_last.stdout == ""
 
 
+# Runs a command with SIGINT at its default action, as a terminal gives it. A
+# test run started in the background of a shell script inherits SIGINT
+# ignored, and so would the follower, which Ctrl-C must stop.
+WITH_DEFAULT_SIGINT = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
 def test_feed_follow_prints_new_entries(server: ServeProcess, api_key: str) -> None:
     listed = run(server, api_key, "feed", "--json")
     last_seq = max(
@@ -193,6 +205,7 @@ def test_feed_follow_prints_new_entries(server: ServeProcess, api_key: str) -> N
     )
     follower = subprocess.Popen(
         [
+            *WITH_DEFAULT_SIGINT,
             budstikke_executable(),
             "feed",
             "--follow",
