@@ -187,9 +187,9 @@ def test_feed_lists_final_orders(server: ServeProcess, api_key: str) -> None:
     assert after_last.stdout == ""
 
 
-# Runs a command with SIGINT at its default action, as a terminal gives it. A
-# test run started in the background of a shell script inherits SIGINT
-# ignored, and so would the follower, which Ctrl-C must stop.
+# Runs a command with SIGINT set to its default action, as in a terminal. A test
+# run started in the background of a shell script inherits an ignored SIGINT,
+# and without this the follower would ignore the test's Ctrl-C too.
 WITH_DEFAULT_SIGINT = [
     sys.executable,
     "-c",

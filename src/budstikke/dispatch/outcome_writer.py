@@ -195,8 +195,8 @@ class OutcomeWriter:
                 try:
                     await self._write([item])
                 except BaseException:
-                    # The items not yet written have left the queues, so
-                    # without this their callers would wait forever.
+                    # The items not yet written have already left the queues,
+                    # so nothing else would cancel them for their callers.
                     for rest in batch[index + 1 :]:
                         rest.result.cancel()
                     raise

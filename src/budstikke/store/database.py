@@ -189,7 +189,10 @@ class WalCheckpointer:
                 log_checkpoint_failure(error)
 
     def checkpoint(self) -> int:
-        """Run a passive checkpoint here; returns the number of pages in the log, or 0 on error."""
+        """Run a passive checkpoint on the calling thread and return the log's length in pages.
+
+        Returns 0 after a failed checkpoint, which is logged.
+        """
         try:
             if self._connection is None:
                 self._connection = sqlite3.connect(
