@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from budstikke.channels.smpp.receipts import reference_keys
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.store.database import Database
 from budstikke.store.feed import read_feed
@@ -168,6 +170,45 @@ async def test_batch_applies_reports_kept_before_the_hand_off(database: Database
     assert results.recorded == [True, True]
     assert await status_of(database, early) == ("Order_Completed", "SMS_Delivered")
     assert await status_of(database, other) == ("Order_Completed", "SMS_Failed_Undelivered")
+    assert await row_count(database, unmatched_reports) == 0
+
+
+async def test_early_report_applied_once(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = NotificationStore(database)
+    early, early_claimed = await claimed_order(store, "early")
+    keys = reference_keys("00000002")
+    await store.write_outcomes([], [ReceivedReport(keys, DELIVERED, None)], now=NOW)
+    caplog.set_level(logging.INFO, logger="budstikke.store.outcomes")
+
+    await store.write_outcomes(
+        [HandOffRecord(early_claimed, ACCEPTED, (PartReference("00000002", keys),))], [], now=NOW
+    )
+
+    assert len(keys) == 2
+    assert await status_of(database, early) == ("Order_Completed", "SMS_Delivered")
+    events = [getattr(record, "event", None) for record in caplog.records]
+    assert "late_report_ignored" not in events
+    assert await row_count(database, unmatched_reports) == 0
+
+
+async def test_early_report_rows_all_removed(database: Database) -> None:
+    store = NotificationStore(database)
+    early, early_claimed = await claimed_order(store, "early")
+    # The receipt writes the id without its leading zeros, so the two ids
+    # share one of their keys.
+    sent_keys, reported_keys = reference_keys("00000002"), reference_keys("2")
+    await store.write_outcomes([], [ReceivedReport(reported_keys, DELIVERED, None)], now=NOW)
+
+    await store.write_outcomes(
+        [HandOffRecord(early_claimed, ACCEPTED, (PartReference("00000002", sent_keys),))],
+        [],
+        now=NOW,
+    )
+
+    assert set(sent_keys) & set(reported_keys) == {"hex:2"}
+    assert await status_of(database, early) == ("Order_Completed", "SMS_Delivered")
     assert await row_count(database, unmatched_reports) == 0
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,9 +91,14 @@ TAKE_UNMATCHED_REPORTS = (
     .returning(
         unmatched_reports.c.id,
         unmatched_reports.c.ref_key,
+        unmatched_reports.c.report_id,
         unmatched_reports.c.status,
         unmatched_reports.c.error_code,
     )
+)
+# The rows of taken reports under keys the recorded parts do not share.
+DELETE_REPORT_ROWS = delete(unmatched_reports).where(
+    unmatched_reports.c.report_id.in_(bindparam("taken_report_ids", expanding=True))
 )
 INSERT_UNMATCHED_REPORTS = insert(unmatched_reports)
 # Every part a report's keys may name, with its notification. Sorted by
@@ -431,22 +436,26 @@ async def _take_unmatched_reports(
     rows = (await connection.execute(TAKE_UNMATCHED_REPORTS, {"unmatched_keys": keys})).all()
     if not rows:
         return []
+    report_ids = sorted({row.report_id for row in rows if row.report_id is not None}, key=str)
+    if report_ids:
+        await connection.execute(DELETE_REPORT_ROWS, {"taken_report_ids": report_ids})
     by_key: dict[str, list[Any]] = {}
     for row in rows:
         by_key.setdefault(row.ref_key, []).append(row)
-    taken: set[int] = set()
+    # A report kept under several keys is one report, applied once.
+    taken: set[object] = set()
     early_reports: list[_PartReport] = []
     for record in moved:
         for index, part in enumerate(record.parts):
-            waiting = {
-                row.id: row
-                for key in part.lookup_keys
-                for row in by_key.get(key, ())
-                if row.id not in taken
-            }
-            for report_id in sorted(waiting):
-                taken.add(report_id)
-                row = waiting[report_id]
+            waiting: dict[object, Any] = {}
+            for key in part.lookup_keys:
+                for row in by_key.get(key, ()):
+                    report = report_of(row)
+                    earlier = waiting.get(report)
+                    if report not in taken and (earlier is None or row.id < earlier.id):
+                        waiting[report] = row
+            for row in sorted(waiting.values(), key=lambda row: row.id):
+                taken.add(report_of(row))
                 if row.status is not None:
                     early_reports.append(
                         _PartReport(
@@ -454,6 +463,11 @@ async def _take_unmatched_reports(
                         )
                     )
     return early_reports
+
+
+def report_of(row: Any) -> object:
+    """Return what identifies a kept report: its report_id, or its row id when it has none."""
+    return row.report_id if row.report_id is not None else row.id
 
 
 async def _load_candidates(
@@ -502,9 +516,11 @@ def _match_report(
     """Apply one report to the part it names, or keep it as unmatched; return the notification."""
     options = [option for key in report.keys for option in candidates.get(key, ())]
     if not options:
+        report_id = uuid4()
         batch.unmatched_rows.extend(
             {
                 "ref_key": key,
+                "report_id": report_id,
                 "status": None if report.status is None else report.status.value,
                 "error_code": report.error_code,
                 "received_at": batch.now,

@@ -163,12 +163,14 @@ provider_ref_keys = Table(
 )
 
 # Delivery reports whose message id is not known yet: a receipt can arrive
-# before the submit response that carries the id is recorded.
+# before the submit response that carries the id is recorded. A report has
+# one row per lookup key, all with the same report_id.
 unmatched_reports = Table(
     "unmatched_reports",
     metadata,
     Column("id", SequenceInteger, primary_key=True, autoincrement=True),
     Column("ref_key", String(100), nullable=False, index=True),
+    Column("report_id", Uuid, nullable=True, index=True),
     Column("status", String(40), nullable=True),
     Column("error_code", String(32), nullable=True),
     Column("received_at", UtcDateTime, nullable=False),
