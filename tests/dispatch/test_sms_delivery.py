@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -48,6 +49,25 @@ async def test_shipment_is_accepted_right_after_201(settings: Settings, smsc: De
         shipment_id = await place_sms(app)
 
         assert await shipment_status(app, shipment_id) == ("Order_Processed", "SMS_Accepted")
+
+
+async def test_hand_off_logged_once(
+    settings: Settings, smsc: DevSmsc, caplog: pytest.LogCaptureFixture
+) -> None:
+    smsc.options.send_receipts = False
+    caplog.set_level(logging.INFO, logger="budstikke")
+    async with run_app(smpp_settings(settings, smsc)) as app:
+        await wait_for(lambda: _bound(app))
+        shipment_id = await place_sms(app)
+        await wait_for(lambda: status_is(app, shipment_id, ["SMS_Accepted"]))
+
+    lines = [
+        record
+        for record in caplog.records
+        if getattr(record, "event", None) == "hand_off_accepted" and record.levelno >= logging.INFO
+    ]
+    assert len(lines) == 1
+    assert lines[0].provider_refs == list(smsc.accepted)
 
 
 async def test_receipt_completes_order_and_feed(settings: Settings, smsc: DevSmsc) -> None:

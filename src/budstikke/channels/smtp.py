@@ -435,8 +435,9 @@ class SmtpProvider:
         except SmtpHandOffError as error:
             _log_failure(error, log_context)
             raise
+        # The dispatcher logs the accepted hand-off at INFO with this id.
         extra = {"event": "hand_off_accepted", "provider_ref": receipt.provider_refs[0]}
-        logger.info("hand-off accepted", extra=extra | log_context)
+        logger.debug("hand-off accepted", extra=extra | log_context)
         return receipt
 
     async def _send(self, prepared: _PreparedEmail) -> HandOffReceipt:

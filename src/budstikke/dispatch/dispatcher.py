@@ -352,6 +352,7 @@ class Dispatcher:
                     "status": receipt.status.value,
                     "latency_ms": latency_ms,
                     "parts": len(parts),
+                    "provider_refs": list(receipt.provider_refs),
                     **log_context,
                 },
             )

@@ -312,7 +312,8 @@ class SmppProvider:
                 prepared, index, part, accepted_before=len(message_ids)
             )
             message_ids.append(message_id)
-        logger.info(
+        # The dispatcher logs the accepted hand-off at INFO with these ids.
+        logger.debug(
             "hand-off accepted",
             extra={
                 "event": "hand_off_accepted",
