@@ -115,6 +115,70 @@ async def test_prepared_missing_parameter_names_it(tmp_path: Path) -> None:
         await database.dispose()
 
 
+SELECT_ORDERS_BY_ID = PreparedStatement(
+    select(orders.c.idempotency_id, orders.c.created_at)
+    .where(
+        orders.c.id.in_(bindparam("order_ids", expanding=True)),
+        orders.c.order_type.in_(["Instant", "Notification"]),
+    )
+    .order_by(orders.c.idempotency_id)
+)
+INSERT_SOME_COLUMNS = PreparedStatement(
+    insert(orders),
+    columns=(
+        "id",
+        "shipment_id",
+        "creator",
+        "idempotency_id",
+        "order_type",
+        "status",
+        "created_at",
+        "updated_at",
+    ),
+)
+
+
+async def test_prepared_select_expands_lists(database: Database) -> None:
+    rows = [order_values(f"many-{index}") for index in range(4)]
+    for values in rows:
+        del values["senders_reference"]
+    async with database.write() as connection:
+        await INSERT_SOME_COLUMNS.execute_many(connection, rows)
+        found = await SELECT_ORDERS_BY_ID.execute(
+            connection, {"order_ids": [rows[2]["id"], rows[0]["id"], uuid.uuid4()]}
+        )
+        none = await SELECT_ORDERS_BY_ID.execute(connection, {"order_ids": []})
+
+    assert [(row.idempotency_id, row.created_at) for row in found] == [
+        ("many-0", NOW),
+        ("many-2", NOW),
+    ]
+    assert none == []
+
+
+async def test_prepared_many_leaves_other_columns_unset(database: Database) -> None:
+    values = order_values("some")
+    del values["senders_reference"]
+    async with database.write() as connection:
+        await INSERT_SOME_COLUMNS.execute_many(connection, [values])
+        await INSERT_SOME_COLUMNS.execute_many(connection, [])
+
+    async with database.read() as connection:
+        stored = (await connection.execute(select(orders))).one()
+
+    assert stored.senders_reference is None
+    assert stored.shipment_id == values["shipment_id"]
+
+
+def test_prepared_rejects_literal_values() -> None:
+    statement = select(orders.c.id).where(
+        orders.c.creator.in_(bindparam("creators", expanding=True, literal_execute=True))
+    )
+
+    with pytest.raises(ValueError, match="per-execution processing"):
+        PreparedStatement(statement)
+
+
 def test_prepared_rejects_python_side_defaults() -> None:
     metadata = MetaData()
     table = Table(

@@ -20,6 +20,7 @@ from budstikke.domain.statuses import (
 )
 from budstikke.store.database import Database
 from budstikke.store.orders import load_shipment
+from budstikke.store.prepared import PreparedStatement
 from budstikke.store.records import FeedEntry, RecipientStatus, Shipment
 from budstikke.store.tables import feed_entries, notifications, orders
 from budstikke.store.webhook_events import record_order_event
@@ -28,7 +29,7 @@ FEED_PAGE_MAX = 500
 
 # Run for every completed order, so built once (see store/orders.py). The
 # recipients come in the order the shipment API lists them.
-ORDERS_RECIPIENTS = (
+ORDERS_RECIPIENTS = PreparedStatement(
     select(
         notifications.c.order_id,
         notifications.c.channel,
@@ -39,7 +40,7 @@ ORDERS_RECIPIENTS = (
     .where(notifications.c.order_id.in_(bindparam("final_order_ids", expanding=True)))
     .order_by(notifications.c.created_at, notifications.c.id)
 )
-COMPLETE_ORDERS = (
+COMPLETE_ORDERS = PreparedStatement(
     update(orders)
     .where(
         orders.c.id.in_(bindparam("final_order_ids", expanding=True)),
@@ -56,7 +57,9 @@ COMPLETE_ORDERS = (
         orders.c.updated_at,
     )
 )
-INSERT_FEED_ENTRY = insert(feed_entries)
+INSERT_FEED_ENTRY = PreparedStatement(
+    insert(feed_entries), columns=("creator", "order_id", "created_at", "entry")
+)
 # Advisory lock id that the commit-time trigger on feed_entries takes on
 # PostgreSQL (migration 0007_feed_commit_order), to number entries in commit order.
 FEED_LOCK = 0x6275_6473_0002
@@ -111,7 +114,7 @@ async def complete_orders_if_final(
     if not order_ids:
         return []
     unique_ids = sorted(set(order_ids), key=lambda order_id: order_id.bytes)
-    rows = await connection.execute(ORDERS_RECIPIENTS, {"final_order_ids": unique_ids})
+    rows = await ORDERS_RECIPIENTS.execute(connection, {"final_order_ids": unique_ids})
     recipients: dict[UUID, list[RecipientStatus]] = {}
     for row in rows:
         recipients.setdefault(row.order_id, []).append(
@@ -130,9 +133,9 @@ async def complete_orders_if_final(
     ]
     if not final_ids:
         return []
-    completed = (
-        await connection.execute(COMPLETE_ORDERS, {"final_order_ids": final_ids, "final_now": now})
-    ).all()
+    completed = await COMPLETE_ORDERS.execute(
+        connection, {"final_order_ids": final_ids, "final_now": now}
+    )
     shipments = [
         (order.creator, shipment_of(order, tuple(recipients[order.id]))) for order in completed
     ]
@@ -184,7 +187,7 @@ async def write_feed_entries(
     # On PostgreSQL a deferred trigger renumbers these rows at commit, under
     # FEED_LOCK, so entries become visible in sequence order without a lock
     # held while this transaction goes on. SQLite has a single writer.
-    await connection.execute(INSERT_FEED_ENTRY, entries)
+    await INSERT_FEED_ENTRY.execute_many(connection, entries)
 
 
 async def read_feed(

@@ -36,6 +36,7 @@ from budstikke.domain.statuses import (
     NotificationStatus,
 )
 from budstikke.store.feed import complete_orders_if_final
+from budstikke.store.prepared import PreparedStatement
 from budstikke.store.records import ClaimedNotification
 from budstikke.store.tables import (
     notifications,
@@ -66,7 +67,7 @@ _HANDED_OFF_STATUSES = frozenset(status.value for status in HANDED_OFF_STATUS.va
 # as executing it on SQLite. One statement moves every hand-off of a batch
 # that has the same lease owner, status and part count, which is usually all.
 _HAND_OFF_NOW: BindParameter[datetime] = bindparam("hand_off_now")
-MOVE_HANDED_OFF = (
+MOVE_HANDED_OFF = PreparedStatement(
     update(notifications)
     .where(
         notifications.c.id.in_(bindparam("hand_off_ids", expanding=True)),
@@ -83,9 +84,13 @@ MOVE_HANDED_OFF = (
     )
     .returning(notifications.c.id)
 )
-INSERT_PARTS = insert(provider_parts)
-INSERT_REFERENCE_KEYS = insert(provider_ref_keys)
-TAKE_UNMATCHED_REPORTS = (
+INSERT_PARTS = PreparedStatement(
+    insert(provider_parts), columns=("notification_id", "part_index", "provider_ref", "status")
+)
+INSERT_REFERENCE_KEYS = PreparedStatement(
+    insert(provider_ref_keys), columns=("ref_key", "notification_id", "part_index")
+)
+TAKE_UNMATCHED_REPORTS = PreparedStatement(
     delete(unmatched_reports)
     .where(unmatched_reports.c.ref_key.in_(bindparam("unmatched_keys", expanding=True)))
     .returning(
@@ -97,13 +102,18 @@ TAKE_UNMATCHED_REPORTS = (
     )
 )
 # The rows of taken reports under keys the recorded parts do not share.
-DELETE_REPORT_ROWS = delete(unmatched_reports).where(
-    unmatched_reports.c.report_id.in_(bindparam("taken_report_ids", expanding=True))
+DELETE_REPORT_ROWS = PreparedStatement(
+    delete(unmatched_reports).where(
+        unmatched_reports.c.report_id.in_(bindparam("taken_report_ids", expanding=True))
+    )
 )
-INSERT_UNMATCHED_REPORTS = insert(unmatched_reports)
+INSERT_UNMATCHED_REPORTS = PreparedStatement(
+    insert(unmatched_reports),
+    columns=("ref_key", "report_id", "status", "error_code", "received_at"),
+)
 # Every part a report's keys may name, with its notification. Sorted by
 # notification id, so that two transactions lock shared rows in one order.
-REPORT_CANDIDATES = (
+_REPORT_CANDIDATES = (
     select(
         provider_ref_keys.c.ref_key,
         provider_ref_keys.c.notification_id,
@@ -123,14 +133,19 @@ REPORT_CANDIDATES = (
 # notification rows makes their transactions take turns, so the last one reads
 # every other part's status. Without the lock, two concurrent transactions
 # could each read the other's part as still open (PostgreSQL).
-LOCKED_REPORT_CANDIDATES = REPORT_CANDIDATES.with_for_update(of=notifications)
-PARTS_OF_NOTIFICATIONS = select(
-    provider_parts.c.notification_id,
-    provider_parts.c.part_index,
-    provider_parts.c.status,
-    provider_parts.c.error_code,
-).where(provider_parts.c.notification_id.in_(bindparam("part_notification_ids", expanding=True)))
-SET_PART_STATUS = (
+REPORT_CANDIDATES = PreparedStatement(_REPORT_CANDIDATES)
+LOCKED_REPORT_CANDIDATES = PreparedStatement(_REPORT_CANDIDATES.with_for_update(of=notifications))
+PARTS_OF_NOTIFICATIONS = PreparedStatement(
+    select(
+        provider_parts.c.notification_id,
+        provider_parts.c.part_index,
+        provider_parts.c.status,
+        provider_parts.c.error_code,
+    ).where(
+        provider_parts.c.notification_id.in_(bindparam("part_notification_ids", expanding=True))
+    )
+)
+SET_PART_STATUS = PreparedStatement(
     update(provider_parts)
     .where(
         provider_parts.c.notification_id == bindparam("report_notification_id"),
@@ -139,7 +154,7 @@ SET_PART_STATUS = (
     )
     .values(status=bindparam("report_status"), error_code=bindparam("report_error_code"))
 )
-SET_REPORTED_STATUS = (
+SET_REPORTED_STATUS = PreparedStatement(
     update(notifications)
     .where(
         notifications.c.id == bindparam("report_notification_id"),
@@ -358,8 +373,8 @@ async def _record_hand_offs(
         groups.setdefault(group, []).append(record.claimed.id)
     moved_ids: set[UUID] = set()
     for (lease_owner, status, part_count), ids in groups.items():
-        rows = await connection.execute(
-            MOVE_HANDED_OFF,
+        rows = await MOVE_HANDED_OFF.execute(
+            connection,
             {
                 "hand_off_ids": ids,
                 "hand_off_lease_owner": lease_owner,
@@ -413,7 +428,7 @@ async def _insert_parts(connection: AsyncConnection, moved: Sequence[HandOffReco
     ]
     if not part_rows:
         return
-    await connection.execute(INSERT_PARTS, part_rows)
+    await INSERT_PARTS.execute_many(connection, part_rows)
     key_rows: list[dict[str, Any]] = []
     for record in moved:
         pairs = {
@@ -423,7 +438,7 @@ async def _insert_parts(connection: AsyncConnection, moved: Sequence[HandOffReco
             {"ref_key": key, "notification_id": record.claimed.id, "part_index": index}
             for key, index in sorted(pairs)
         )
-    await connection.execute(INSERT_REFERENCE_KEYS, key_rows)
+    await INSERT_REFERENCE_KEYS.execute_many(connection, key_rows)
 
 
 async def _take_unmatched_reports(
@@ -433,12 +448,12 @@ async def _take_unmatched_reports(
     keys = sorted({key for record in moved for part in record.parts for key in part.lookup_keys})
     if not keys:
         return []
-    rows = (await connection.execute(TAKE_UNMATCHED_REPORTS, {"unmatched_keys": keys})).all()
+    rows = await TAKE_UNMATCHED_REPORTS.execute(connection, {"unmatched_keys": keys})
     if not rows:
         return []
     report_ids = sorted({row.report_id for row in rows if row.report_id is not None}, key=str)
     if report_ids:
-        await connection.execute(DELETE_REPORT_ROWS, {"taken_report_ids": report_ids})
+        await DELETE_REPORT_ROWS.execute(connection, {"taken_report_ids": report_ids})
     by_key: dict[str, list[Any]] = {}
     for row in rows:
         by_key.setdefault(row.ref_key, []).append(row)
@@ -483,7 +498,7 @@ async def _load_candidates(
     query = (
         LOCKED_REPORT_CANDIDATES if connection.dialect.name == "postgresql" else REPORT_CANDIDATES
     )
-    rows = (await connection.execute(query, {"report_keys": keys})).all()
+    rows = await query.execute(connection, {"report_keys": keys})
     candidates: dict[str, list[tuple[UUID, int]]] = {}
     unread: set[UUID] = set()
     for row in rows:
@@ -499,8 +514,8 @@ async def _load_candidates(
             )
             unread.add(row.notification_id)
     if unread:
-        parts = await connection.execute(
-            PARTS_OF_NOTIFICATIONS, {"part_notification_ids": sorted(unread, key=str)}
+        parts = await PARTS_OF_NOTIFICATIONS.execute(
+            connection, {"part_notification_ids": sorted(unread, key=str)}
         )
         for part in parts:
             status = None if part.status is None else NotificationStatus(part.status)
@@ -537,11 +552,11 @@ def _match_report(
 async def _write_changes(connection: AsyncConnection, batch: _Batch) -> None:
     """Write what applying the reports changed, then complete the orders that became final."""
     if batch.part_updates:
-        await connection.execute(SET_PART_STATUS, batch.part_updates)
+        await SET_PART_STATUS.execute_many(connection, batch.part_updates)
     if batch.status_updates:
-        await connection.execute(SET_REPORTED_STATUS, batch.status_updates)
+        await SET_REPORTED_STATUS.execute_many(connection, batch.status_updates)
     if batch.unmatched_rows:
-        await connection.execute(INSERT_UNMATCHED_REPORTS, batch.unmatched_rows)
+        await INSERT_UNMATCHED_REPORTS.execute_many(connection, batch.unmatched_rows)
     await record_notification_events(connection, batch.changes, now=batch.now)
     await complete_orders_if_final(connection, batch.order_ids, batch.now)
 

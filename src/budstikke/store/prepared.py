@@ -17,13 +17,16 @@ such as bench/sqltrace.py do not see them.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import UpdateBase
 
 from budstikke.store.sqlite_inline import InlineConnection
@@ -32,41 +35,63 @@ SQLITE_DIALECT = sqlite.dialect()
 
 Processor = Callable[[Any], Any] | None
 
+# SQLAlchemy's placeholder for the values of an expanding IN parameter,
+# which it fills in at each execution.
+EXPANDING_MARKER = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+
 
 class PreparedStatement:
-    """An INSERT, UPDATE or DELETE with its SQLite text and value processors built once.
+    """A statement with its SQLite text and value processors built once.
 
     Every bind parameter that the statement names must be given to
     `execute`. Literal values in the statement, such as the 1 in
-    `tokens - 1`, are filled in from the statement.
+    `tokens - 1` or a fixed `IN` list, are filled in from the statement. An
+    expanding parameter (`bindparam(name, expanding=True)`) takes a list.
+    Rows come back as named tuples with the statement's column names.
+
+    `columns` names the columns of an INSERT that takes its values from the
+    parameters, when they are not all of the table's columns.
     """
 
-    def __init__(self, statement: UpdateBase) -> None:
+    def __init__(
+        self, statement: UpdateBase | Select[Any], *, columns: Sequence[str] | None = None
+    ) -> None:
         self.statement = statement
-        compiled = statement.compile(dialect=SQLITE_DIALECT)
+        compiled = statement.compile(
+            dialect=SQLITE_DIALECT, column_keys=list(columns) if columns is not None else None
+        )
         if compiled.positiontup is None:
             raise ValueError("a prepared statement needs positional parameters on SQLite")
-        if compiled.insert_prefetch or compiled.update_prefetch or compiled.post_compile_params:
-            # Column defaults computed in Python, and expanding IN lists, are
-            # evaluated per execution by SQLAlchemy, which this class skips.
+        literal_values = list(compiled.literal_execute_params) + [
+            bind for bind in compiled.post_compile_params if not bind.expanding
+        ]
+        if compiled.insert_prefetch or compiled.update_prefetch or literal_values:
+            # Column defaults computed in Python, and values rendered into the
+            # statement's text, are evaluated per execution by SQLAlchemy,
+            # which this class skips.
             raise ValueError(
                 f"statement needs per-execution processing and cannot be prepared: {compiled}"
             )
         self.sqlite_sql = compiled.string
-        self._positions: list[tuple[str, bool, Any, Processor]] = []
+        self._expanding = bool(EXPANDING_MARKER.search(self.sqlite_sql))
+        self._positions: list[tuple[str, bool, Any, Processor, bool]] = []
         for name in compiled.positiontup:
             bind = compiled.binds[name]
             processor = bind.type.dialect_impl(SQLITE_DIALECT).bind_processor(SQLITE_DIALECT)
-            self._positions.append((name, bind.required, bind.effective_value, processor))
+            self._positions.append(
+                (name, bind.required, bind.effective_value, processor, bind.expanding)
+            )
+        returned = list(statement.exported_columns)
         self._result_processors: list[Processor] = [
             column.type.dialect_impl(SQLITE_DIALECT).result_processor(SQLITE_DIALECT, None)
-            for column in statement.exported_columns
+            for column in returned
         ]
+        self._row_type = row_type([str(column.key) for column in returned])
 
     async def execute(
         self, connection: AsyncConnection, parameters: Mapping[str, Any]
-    ) -> list[tuple[Any, ...]]:
-        """Run the statement in the connection's transaction and return its RETURNING rows.
+    ) -> list[Any]:
+        """Run the statement in the connection's transaction and return its rows.
 
         On SQLite the connection must be in a transaction that SQLAlchemy
         began (`Database.write()`), which the statement joins.
@@ -74,35 +99,83 @@ class PreparedStatement:
         sqlite_connection = inline_sqlite_connection(connection)
         if sqlite_connection is None:
             result = await connection.execute(self.statement, dict(parameters))
-            return [tuple(row) for row in result] if result.returns_rows else []
-        values = self.sqlite_values(parameters)
+            return list(result) if result.returns_rows else []
+        sql, values = self.sqlite_statement(parameters)
         try:
-            rows = sqlite_connection.execute(self.sqlite_sql, values).fetchall()
+            rows = sqlite_connection.execute(sql, values).fetchall()
         except sqlite3.Error as error:
-            # The same exception classes as SQLAlchemy raises (IntegrityError,
-            # OperationalError), so callers and error translation see no change.
-            raise DBAPIError.instance(
-                self.sqlite_sql, values, error, sqlite3.Error, hide_parameters=True
-            ) from error
+            raise as_sqlalchemy_error(sql, values, error) from error
         return [self.process_row(row) for row in rows]
+
+    async def execute_many(
+        self, connection: AsyncConnection, parameter_sets: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Run the statement once for each set of parameters, in one call to the driver."""
+        if not parameter_sets:
+            return
+        sqlite_connection = inline_sqlite_connection(connection)
+        if sqlite_connection is None:
+            await connection.execute(self.statement, [dict(values) for values in parameter_sets])
+            return
+        if self._expanding:
+            raise ValueError("a statement with an expanding parameter runs with execute()")
+        value_sets = [self.sqlite_values(values) for values in parameter_sets]
+        try:
+            sqlite_connection.executemany(self.sqlite_sql, value_sets)
+        except sqlite3.Error as error:
+            raise as_sqlalchemy_error(self.sqlite_sql, value_sets, error) from error
+
+    def sqlite_statement(self, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """Return the SQLite text with a placeholder for each value of a list, and the values."""
+        if not self._expanding:
+            return self.sqlite_sql, self.sqlite_values(parameters)
+        values: list[Any] = []
+        counts: dict[str, int] = {}
+        for name, required, fixed_value, processor, expanding in self._positions:
+            value = _parameter(parameters, name, required, fixed_value)
+            if not expanding:
+                values.append(value if processor is None else processor(value))
+                continue
+            items = list(value)
+            counts[name] = len(items)
+            values.extend(items if processor is None else [processor(item) for item in items])
+        sql = EXPANDING_MARKER.sub(lambda found: ", ".join("?" * counts[found[1]]), self.sqlite_sql)
+        return sql, values
 
     def sqlite_values(self, parameters: Mapping[str, Any]) -> list[Any]:
         values = []
-        for name, required, fixed_value, processor in self._positions:
-            if not required:
-                value = fixed_value
-            elif name in parameters:
-                value = parameters[name]
-            else:
-                raise KeyError(f"prepared statement executed without its parameter {name!r}")
+        for name, required, fixed_value, processor, _expanding in self._positions:
+            value = _parameter(parameters, name, required, fixed_value)
             values.append(value if processor is None else processor(value))
         return values
 
-    def process_row(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(
+    def process_row(self, row: Sequence[Any]) -> Any:
+        return self._row_type._make(
             value if processor is None else processor(value)
             for value, processor in zip(row, self._result_processors, strict=True)
         )
+
+
+def row_type(names: list[str]) -> Any:
+    """Return a named tuple class with these fields, for the rows of one statement."""
+    return namedtuple("PreparedRow", names, rename=True)
+
+
+def _parameter(parameters: Mapping[str, Any], name: str, required: bool, fixed_value: Any) -> Any:
+    if not required:
+        return fixed_value
+    if name in parameters:
+        return parameters[name]
+    raise KeyError(f"prepared statement executed without its parameter {name!r}")
+
+
+def as_sqlalchemy_error(sql: str, values: Any, error: sqlite3.Error) -> StatementError:
+    """Wrap a sqlite3 error in SQLAlchemy's class for it (IntegrityError, OperationalError).
+
+    Callers and the translation of a locked database into a 503 then see the
+    same exceptions as for a statement run through SQLAlchemy.
+    """
+    return DBAPIError.instance(sql, values, error, sqlite3.Error, hide_parameters=True)
 
 
 def inline_sqlite_connection(connection: AsyncConnection) -> sqlite3.Connection | None:
