@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,12 @@ from budstikke.store.feed import read_feed
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.outcomes import HandOffRecord, PartReference, ReceivedReport
 from budstikke.store.records import ClaimedNotification, OrderReceipt
-from budstikke.store.tables import provider_parts, unmatched_reports, webhook_deliveries
+from budstikke.store.tables import (
+    notifications,
+    provider_parts,
+    unmatched_reports,
+    webhook_deliveries,
+)
 from budstikke.store.webhook_endpoints import create_endpoint
 from tests.store.test_notifications import new_order, status_of
 
@@ -171,6 +177,28 @@ async def test_batch_applies_reports_kept_before_the_hand_off(database: Database
     assert await status_of(database, early) == ("Order_Completed", "SMS_Delivered")
     assert await status_of(database, other) == ("Order_Completed", "SMS_Failed_Undelivered")
     assert await row_count(database, unmatched_reports) == 0
+
+
+async def test_hand_off_time_is_the_acceptance(database: Database) -> None:
+    store = NotificationStore(database)
+    early, early_claimed = await claimed_order(store, "early")
+    accepted_at = NOW + timedelta(milliseconds=3)
+    written_at = NOW + timedelta(milliseconds=20)
+
+    await store.write_outcomes(
+        [replace(hand_off(early_claimed, "a1"), accepted_at=accepted_at)], [], now=written_at
+    )
+
+    async with database.read() as connection:
+        row = (
+            await connection.execute(
+                select(notifications.c.handed_off_at, notifications.c.updated_at).where(
+                    notifications.c.id == early.notification_ids[0]
+                )
+            )
+        ).one()
+    assert row.handed_off_at == accepted_at
+    assert row.updated_at == accepted_at
 
 
 async def test_early_report_applied_once(

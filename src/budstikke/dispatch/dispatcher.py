@@ -334,7 +334,9 @@ class Dispatcher:
         recorded_at = self.clock()
         recorded = await self._persist(
             claimed,
-            lambda: self.outcomes.record_hand_off(claimed, status=receipt.status, parts=parts),
+            lambda: self.outcomes.record_hand_off(
+                claimed, status=receipt.status, parts=parts, accepted_at=recorded_at
+            ),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         if recorded:

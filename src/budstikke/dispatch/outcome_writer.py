@@ -87,13 +87,16 @@ class OutcomeWriter:
         *,
         status: NotificationStatus,
         parts: Sequence[PartReference],
+        accepted_at: datetime | None = None,
     ) -> bool:
-        """Store the provider's acceptance; returns False if the lease was lost meanwhile.
+        """Store the provider's acceptance at `accepted_at`; returns False if the lease was lost.
 
+        Without `accepted_at` the hand-off gets the time its batch is written.
         Raises DatabaseUnavailableError when the batch could not be written.
         """
         result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._enqueue(_QueuedHandOff(HandOffRecord(claimed, status, tuple(parts)), result))
+        record = HandOffRecord(claimed, status, tuple(parts), accepted_at)
+        self._enqueue(_QueuedHandOff(record, result))
         return await result
 
     async def apply_report(

@@ -84,6 +84,12 @@ MOVE_HANDED_OFF = PreparedStatement(
     )
     .returning(notifications.c.id)
 )
+# A hand-off accepted before its batch was written keeps the time of the acceptance.
+SET_HAND_OFF_TIME = PreparedStatement(
+    update(notifications)
+    .where(notifications.c.id == bindparam("accepted_id"))
+    .values(handed_off_at=bindparam("accepted_at"), updated_at=bindparam("accepted_at"))
+)
 INSERT_PARTS = PreparedStatement(
     insert(provider_parts), columns=("notification_id", "part_index", "provider_ref", "status")
 )
@@ -188,6 +194,8 @@ class HandOffRecord:
     claimed: ClaimedNotification
     status: NotificationStatus
     parts: tuple[PartReference, ...]
+    # When the provider accepted the message; the batch's time when not known.
+    accepted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +402,14 @@ async def _record_hand_offs(
         if is_recorded:
             moved.append(record)
             _remember_hand_off(batch, record)
+    await SET_HAND_OFF_TIME.execute_many(
+        connection,
+        [
+            {"accepted_id": record.claimed.id, "accepted_at": record.accepted_at}
+            for record in moved
+            if record.accepted_at is not None and record.accepted_at != batch.now
+        ],
+    )
     await _insert_parts(connection, moved)
     early_reports = await _take_unmatched_reports(connection, moved)
     return recorded, early_reports
