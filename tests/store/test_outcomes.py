@@ -221,6 +221,30 @@ async def test_early_report_applied_once(
     assert await row_count(database, unmatched_reports) == 0
 
 
+async def test_reports_kept_without_report_id_apply_in_turn(database: Database) -> None:
+    store = NotificationStore(database)
+    early, early_claimed = await claimed_order(store, "early")
+    # Rows kept before report_id existed: each row is a report of its own.
+    async with database.write() as connection:
+        await connection.execute(
+            insert(unmatched_reports),
+            [
+                {"ref_key": "K1", "status": None, "error_code": None, "received_at": NOW},
+                {
+                    "ref_key": "K1",
+                    "status": UNDELIVERED.value,
+                    "error_code": "7",
+                    "received_at": NOW,
+                },
+            ],
+        )
+
+    await store.write_outcomes([hand_off(early_claimed, "k1")], [], now=NOW)
+
+    assert await status_of(database, early) == ("Order_Completed", "SMS_Failed_Undelivered")
+    assert await row_count(database, unmatched_reports) == 0
+
+
 async def test_early_report_rows_all_removed(database: Database) -> None:
     store = NotificationStore(database)
     early, early_claimed = await claimed_order(store, "early")

@@ -360,9 +360,14 @@ class Dispatcher:
             )
         else:
             self.metrics.record_lease_lost(claimed.channel, claimed.priority)
+            # The ids let an operator trace the second send and its receipts.
             logger.warning(
                 "hand-off accepted after the lease was lost; another worker owns it now",
-                extra={"event": "hand_off_lease_lost", **log_context},
+                extra={
+                    "event": "hand_off_lease_lost",
+                    "provider_refs": list(receipt.provider_refs),
+                    **log_context,
+                },
             )
 
     async def _persist(

@@ -407,7 +407,7 @@ async def _record_hand_offs(
         [
             {"accepted_id": record.claimed.id, "accepted_at": record.accepted_at}
             for record in moved
-            if record.accepted_at is not None and record.accepted_at != batch.now
+            if record.accepted_at is not None and record.accepted_at < batch.now
         ],
     )
     await _insert_parts(connection, moved)
