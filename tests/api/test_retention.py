@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select
 
 from budstikke.config import Settings
+from budstikke.dispatch.retention import RetentionPass
 from budstikke.domain.statuses import Channel
 from budstikke.store.database import Database
 from budstikke.store.migrate import upgrade_to_head
 from budstikke.store.orders import create_instant_order
 from budstikke.store.records import NewNotification
-from budstikke.store.retention import count_purgeable, erase_final_bodies, purge_orders
+from budstikke.store.retention import (
+    count_purgeable,
+    erase_final_bodies,
+    prune_unmatched_reports,
+    purge_orders,
+)
 from budstikke.store.tables import (
     feed_entries,
     notifications,
@@ -23,6 +30,7 @@ from budstikke.store.tables import (
     provider_parts,
     provider_ref_keys,
     regular_orders,
+    unmatched_reports,
 )
 from tests.api.orders import EMAIL_PATH, SMS_PATH, email_order, sms_order
 from tests.api.regular import ORDERS_PATH, regular_order
@@ -263,33 +271,83 @@ async def test_purge_keeps_unfinished_orders(database: Database) -> None:
     assert await count_rows(database, orders) == 1
 
 
-async def test_erasure_reads_through_indexes(tmp_path: Path) -> None:
-    # A pass that erased nothing read every kept regular body and every regular
-    # order: 110 ms with 100,000 regular orders, on the event loop.
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'erase.db'}")
+async def query_plans(
+    tmp_path: Path, kind: str, run: Callable[[Database], Awaitable[object]]
+) -> list[str]:
+    """Run `run` on a new SQLite database; return SQLite's plan of each statement of `kind`."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'plans.db'}")
     await upgrade_to_head(database)
     statements: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
-        if statement.startswith("UPDATE"):
+        if statement.startswith(kind):
             statements.append((statement, parameters))
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", record)
-    now = datetime.now(UTC)
-    await erase_final_bodies(
-        database, now=now, instant_retention=timedelta(0), regular_retention=timedelta(days=30)
-    )
+    await run(database)
     plans = []
     async with database.read() as connection:
         for statement, parameters in statements:
             rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
             plans.append(" | ".join(str(row[-1]) for row in rows))
     await database.dispose()
+    return plans
+
+
+async def test_erasure_reads_through_indexes(tmp_path: Path) -> None:
+    # A pass that erased nothing read every kept regular body and every regular
+    # order: 110 ms with 100,000 regular orders, on the event loop.
+    plans = await query_plans(
+        tmp_path,
+        "UPDATE",
+        lambda database: erase_final_bodies(
+            database,
+            now=datetime.now(UTC),
+            instant_retention=timedelta(0),
+            regular_retention=timedelta(days=30),
+        ),
+    )
 
     assert len(plans) == 3
     assert all("SCAN" not in plan for plan in plans), plans
     assert "ix_notifications_erasable (priority=? AND updated_at<?)" in plans[0]
     assert "ix_orders_updated_at" in plans[2]
+
+
+async def test_unmatched_prune_reads_through_index(tmp_path: Path) -> None:
+    plans = await query_plans(
+        tmp_path,
+        "DELETE",
+        lambda database: prune_unmatched_reports(database, now=datetime.now(UTC)),
+    )
+
+    assert len(plans) == 1
+    assert "ix_unmatched_reports_received_at" in plans[0], plans
+
+
+async def test_retention_pass_prunes_unmatched_reports(database: Database) -> None:
+    now = datetime.now(UTC)
+    async with database.write() as connection:
+        await connection.execute(
+            insert(unmatched_reports),
+            [
+                {
+                    "ref_key": "OLD",
+                    "status": "SMS_Delivered",
+                    "received_at": now - timedelta(days=2),
+                },
+                {"ref_key": "NEW", "status": "SMS_Delivered", "received_at": now},
+            ],
+        )
+    retention = RetentionPass(
+        database, instant_retention=timedelta(0), regular_retention=timedelta(days=30)
+    )
+
+    await retention.run_if_due(now)
+
+    async with database.read() as connection:
+        kept = (await connection.execute(select(unmatched_reports.c.ref_key))).scalars().all()
+    assert kept == ["NEW"]
 
 
 async def test_claimed_orders_are_updated_by_id(tmp_path: Path) -> None:

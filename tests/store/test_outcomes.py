@@ -19,6 +19,7 @@ from budstikke.store.feed import read_feed
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.outcomes import HandOffRecord, PartReference, ReceivedReport
 from budstikke.store.records import ClaimedNotification, OrderReceipt
+from budstikke.store.retention import prune_unmatched_reports
 from budstikke.store.tables import (
     notifications,
     provider_parts,
@@ -262,6 +263,21 @@ async def test_early_report_rows_all_removed(database: Database) -> None:
     assert set(sent_keys) & set(reported_keys) == {"hex:2"}
     assert await status_of(database, early) == ("Order_Completed", "SMS_Delivered")
     assert await row_count(database, unmatched_reports) == 0
+
+
+async def test_day_old_unmatched_reports_pruned(database: Database) -> None:
+    store = NotificationStore(database)
+    stale = [report(f"OLD{index}", DELIVERED) for index in range(3)]
+    await store.write_outcomes([], stale, now=NOW - timedelta(days=1, seconds=1))
+    await store.write_outcomes([], [report("RECENT", DELIVERED)], now=NOW - timedelta(hours=23))
+
+    first = await prune_unmatched_reports(database, now=NOW, batch=2)
+    second = await prune_unmatched_reports(database, now=NOW, batch=2)
+
+    assert (first, second) == (2, 1)
+    async with database.read() as connection:
+        kept = (await connection.execute(select(unmatched_reports.c.ref_key))).scalars().all()
+    assert kept == ["RECENT"]
 
 
 async def test_batch_skips_hand_off_of_lost_lease(database: Database) -> None:

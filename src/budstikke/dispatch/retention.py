@@ -1,4 +1,4 @@
-"""The worker's periodic retention pass: erase message bodies and prune rate-limit rows."""
+"""The worker's periodic retention pass: erase message bodies and prune rows no one needs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from budstikke.config import Settings
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.database import Database
 from budstikke.store.rate_limits import prune_recipient_sends
-from budstikke.store.retention import ERASE_BATCH, erase_final_bodies
+from budstikke.store.retention import ERASE_BATCH, erase_final_bodies, prune_unmatched_reports
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class RetentionPass:
                 batch=self.batch,
             )
             pruned = await prune_recipient_sends(self.database, now)
+            unmatched = await prune_unmatched_reports(self.database, now=now, batch=self.batch)
         except DatabaseUnavailableError as error:
             logger.warning(
                 "retention pass skipped: database unavailable",
@@ -72,7 +73,7 @@ class RetentionPass:
         except Exception:
             logger.exception("retention pass failed", extra={"event": "retention_crashed"})
             return
-        if erased.notifications or erased.regular_orders or pruned:
+        if erased.notifications or erased.regular_orders or pruned or unmatched:
             logger.info(
                 "retention pass erased bodies",
                 extra={
@@ -80,7 +81,8 @@ class RetentionPass:
                     "notifications": erased.notifications,
                     "regular_orders": erased.regular_orders,
                     "recipient_sends_pruned": pruned,
+                    "unmatched_reports_pruned": unmatched,
                 },
             )
-        if max(erased.notifications, erased.regular_orders) >= self.batch:
+        if max(erased.notifications, erased.regular_orders, unmatched) >= self.batch:
             self._next_run_at = now

@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from budstikke.domain.statuses import NotificationStatus, OrderStatus, Priority
 from budstikke.store.database import Database
-from budstikke.store.tables import notifications, orders, provider_ref_keys, regular_orders
+from budstikke.store.tables import (
+    notifications,
+    orders,
+    provider_ref_keys,
+    regular_orders,
+    unmatched_reports,
+)
 
 FINAL_NOTIFICATION_STATUSES = [status.value for status in NotificationStatus if status.is_final]
 FINAL_ORDER_STATUSES = [status.value for status in OrderStatus if status.is_final]
@@ -25,6 +31,12 @@ FINAL_ORDER_STATUSES = [status.value for status in OrderStatus if status.is_fina
 # write lock for long; the next pass goes on where this one stopped.
 ERASE_BATCH = 500
 PURGE_BATCH = 200
+# A delivery report waits in unmatched_reports for the hand-off record of
+# its message, which comes within seconds, or within a lease after a
+# database outage. One still unmatched after this long is for a message
+# that budstikke did not send, such as another system's on the same SMSC
+# account.
+UNMATCHED_REPORT_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,23 @@ async def erase_regular_order_texts(
         .where(regular_orders.c.order_id.in_(candidates.scalar_subquery()))
         .values(body="", subject=None)
     )
+    return int(result.rowcount)
+
+
+async def prune_unmatched_reports(
+    database: Database, *, now: datetime, batch: int = ERASE_BATCH
+) -> int:
+    """Delete up to `batch` delivery reports unmatched for UNMATCHED_REPORT_RETENTION."""
+    oldest = (
+        select(unmatched_reports.c.id)
+        .where(unmatched_reports.c.received_at <= now - UNMATCHED_REPORT_RETENTION)
+        .order_by(unmatched_reports.c.received_at)
+        .limit(batch)
+    )
+    async with database.write() as connection:
+        result = await connection.execute(
+            delete(unmatched_reports).where(unmatched_reports.c.id.in_(oldest.scalar_subquery()))
+        )
     return int(result.rowcount)
 
 

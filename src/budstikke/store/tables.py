@@ -173,7 +173,7 @@ unmatched_reports = Table(
     Column("report_id", Uuid, nullable=True, index=True),
     Column("status", String(40), nullable=True),
     Column("error_code", String(32), nullable=True),
-    Column("received_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False, index=True),
 )
 
 # The status feed: one entry per order that reached a final status.

@@ -1,4 +1,4 @@
-"""Group the rows of one unmatched delivery report
+"""Group the rows of one unmatched delivery report, and index their age
 
 A delivery report that arrives before its hand-off is recorded is kept with
 one row per lookup key of its message id. When the hand-off was recorded,
@@ -8,6 +8,10 @@ the part did not share stayed in the table. The rows of one report now
 carry the same report_id, so the report is applied once and all its rows
 are removed. Rows kept before this migration have no report_id and are
 taken one by one as before.
+
+Reports that no hand-off ever claims (receipts for messages another
+system sent through the same SMSC account) are now deleted after a day;
+the index on received_at finds them.
 
 Revision ID: 0012_unmatched_report_ids
 Revises: 0011_erasure_indexes
@@ -31,9 +35,13 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_unmatched_reports_report_id"), ["report_id"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_unmatched_reports_received_at"), ["received_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("unmatched_reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_unmatched_reports_received_at"))
         batch_op.drop_index(batch_op.f("ix_unmatched_reports_report_id"))
         batch_op.drop_column("report_id")
