@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -124,6 +125,9 @@ def serve(host: str, port: int, no_workers: bool) -> None:
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
+    # Bound before anything starts: uvicorn binds only after the app's
+    # start-up, so a taken port would first run migrations and workers.
+    listener = listening_socket_or_exit(host, port)
     providers = {} if no_workers else providers_or_exit(settings)
     # The database and the JWT key set are checked here too: an error in the
     # app's lifespan would reach uvicorn, which prints a traceback instead.
@@ -143,7 +147,7 @@ def serve(host: str, port: int, no_workers: bool) -> None:
     )
     server = GracefulServer(config)
     try:
-        server.run()
+        server.run(sockets=[listener])
     except (ConfigurationError, DatabaseUnavailableError) as error:
         click.echo(f"budstikke: {error}", err=True)
         sys.exit(1)
@@ -239,6 +243,23 @@ def dev_smsc(
             await stop.wait()
 
     asyncio.run(run_until_signal())
+
+
+def listening_socket_or_exit(host: str, port: int) -> socket.socket:
+    """Bind the API's address, or exit with one line that explains how to choose another."""
+    from budstikke.api.server import open_listening_socket
+
+    try:
+        return open_listening_socket(host, port)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        click.echo(
+            f"budstikke: cannot listen on {host}:{port}: {reason}. Stop the process that "
+            "uses it, or choose another address with --host/--port or BUDSTIKKE_HOST/"
+            "BUDSTIKKE_PORT (for example: BUDSTIKKE_PORT=8081 make run).",
+            err=True,
+        )
+        sys.exit(1)
 
 
 def providers_or_exit(settings: Settings) -> dict[Channel, Provider]:
