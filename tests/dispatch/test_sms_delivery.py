@@ -38,6 +38,10 @@ def submits(smsc: DevSmsc) -> list[SubmitSm]:
     return [item.pdu for item in smsc.received if isinstance(item.pdu, SubmitSm)]
 
 
+async def logged(caplog: pytest.LogCaptureFixture, event: str) -> bool:
+    return any(getattr(record, "event", None) == event for record in caplog.records)
+
+
 async def status_is(app: RunningApp, shipment_id: str, wanted: Sequence[str]) -> bool:
     return (await shipment_status(app, shipment_id))[1] in wanted
 
@@ -60,6 +64,8 @@ async def test_hand_off_logged_once(
         await wait_for(lambda: _bound(app))
         shipment_id = await place_sms(app)
         await wait_for(lambda: status_is(app, shipment_id, ["SMS_Accepted"]))
+        # The dispatcher logs once the record is stored, just after the status shows.
+        await wait_for(lambda: logged(caplog, "hand_off_accepted"))
 
     lines = [
         record

@@ -35,6 +35,12 @@ ESM_CLASS_TYPE_MASK: Final = 0x3C
 ESM_CLASS_SMSC_DELIVERY_RECEIPT: Final = 0x04
 ESM_CLASS_INTERMEDIATE_NOTIFICATION: Final = 0x20
 
+# A message id of submit_sm_resp is at most 64 characters: 65 octets with
+# its NUL (SMPP 3.4 5.2.23). The stored lookup keys have room for that.
+MESSAGE_ID_MAX_LENGTH: Final = 64
+# The length of the error_code columns.
+ERROR_CODE_MAX_LENGTH: Final = 32
+
 # data_coding 8 is UCS-2; receipts are otherwise ASCII text.
 _DATA_CODING_UCS2: Final = 8
 
@@ -102,7 +108,10 @@ def parse_receipt_text(text: str) -> ReceiptText:
             value = text[match.end() :]
         else:
             end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-            value = text[match.end() : end].strip()
+            # These values never contain spaces. Keys of an SMSC's own, such
+            # as `network:24201` after `stat:DELIVRD`, are not part of them.
+            tokens = text[match.end() : end].split(maxsplit=1)
+            value = tokens[0] if tokens else ""
         raw.setdefault(key, value)
         if key == "text":
             break
@@ -176,13 +185,28 @@ def report_from_pdu(
     if not is_receipt(pdu.esm_class):
         return None
     text = _receipt_text(pdu)
-    message_id = _receipted_message_id(pdu) or (text.message_id or "").strip()
+    tlv_id = _receipted_message_id(pdu)
+    text_id = (text.message_id or "").strip()
+    message_id = tlv_id or text_id
     if not message_id:
         logger.warning(
             "delivery receipt without a message id ignored",
             extra={"event": "receipt_without_id", "sequence_number": pdu.sequence_number},
         )
         return None
+    if len(message_id) > MESSAGE_ID_MAX_LENGTH:
+        logger.warning(
+            "delivery receipt with a message id over %d characters ignored",
+            MESSAGE_ID_MAX_LENGTH,
+            extra={"event": "receipt_id_too_long", "sequence_number": pdu.sequence_number},
+        )
+        return None
+    if tlv_id and text_id and tlv_id != text_id:
+        # The TLV carries the id as submit_sm_resp gave it (SMPP 3.4 5.3.2.12).
+        # Only the text may write it in the base of `receipt_id_base`.
+        provider_ref = tlv_id
+    else:
+        provider_ref = normalise_receipt_id(message_id, receipt_id_base)
     stat = _message_state_stat(pdu) or text.stat
     status: NotificationStatus | None = None
     if stat is not None:
@@ -193,10 +217,11 @@ def report_from_pdu(
                 "delivery receipt with an unknown state kept as not final",
                 extra={"event": "receipt_unknown_state", "stat": stat, "message_id": message_id},
             )
+    error_code = text.error_code or _network_error_code(pdu)
     return DeliveryReport(
-        provider_ref=normalise_receipt_id(message_id, receipt_id_base),
+        provider_ref=provider_ref,
         status=status,
-        error_code=text.error_code or _network_error_code(pdu),
+        error_code=error_code[:ERROR_CODE_MAX_LENGTH] if error_code else None,
         done_at=text.done_date,
     )
 
