@@ -279,3 +279,18 @@ def test_httpx_request_urls_not_logged() -> None:
     assert "budstikke.test checked at DEBUG" in result.stderr
     assert "secret-token-1" not in result.stderr
     assert "/check" not in result.stderr
+
+
+def test_text_line_escapes_line_breaks_in_values() -> None:
+    forged = "ABC\nFAKE 2026-12-05T13:06:00.000Z ERROR budstikke.api forged line"
+    record = make_record(
+        event="receipt_unknown_state", message="state %s unknown", message_id=forged
+    )
+    record.args = ("A\r\nB",)
+
+    line = TextFormatter().format(record)
+
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "message_id=ABC\\nFAKE 2026" in line
+    assert "state A\\r\\nB unknown" in line

@@ -30,14 +30,28 @@ def record_context(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+def printable(value: object) -> str:
+    """Return the value as text with line breaks and other control characters escaped.
+
+    Values can come from outside, such as the text of an SMSC's receipt, and
+    a line break in one would start a forged log line.
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 class TextFormatter(logging.Formatter):
     """`2026-12-04T10:15:02.118Z INFO budstikke.dispatch hand-off accepted key=value ...`."""
 
     def format(self, record: logging.LogRecord) -> str:
         moment = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        context = " ".join(f"{key}={value}" for key, value in record_context(record).items())
+        context = " ".join(
+            f"{key}={printable(value)}" for key, value in record_context(record).items()
+        )
         stamp = moment.replace("+00:00", "Z")
-        line = f"{stamp} {record.levelname} {record.name} {record.getMessage()}"
+        line = f"{stamp} {record.levelname} {record.name} {printable(record.getMessage())}"
         if context:
             line += f" {context}"
         if record.exc_info:
