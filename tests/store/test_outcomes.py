@@ -265,6 +265,35 @@ async def test_early_report_rows_all_removed(database: Database) -> None:
     assert await row_count(database, unmatched_reports) == 0
 
 
+async def test_report_older_than_the_send_is_not_taken(database: Database) -> None:
+    store = NotificationStore(database)
+    # The SMSC gave the same id to an earlier message of another system.
+    await store.write_outcomes(
+        [], [report("R1", UNDELIVERED, "001")], now=NOW - timedelta(hours=23)
+    )
+    fresh, fresh_claimed = await claimed_order(store, "fresh")
+
+    await store.write_outcomes(
+        [replace(hand_off(fresh_claimed, "r1"), sent_at=NOW - timedelta(seconds=1))], [], now=NOW
+    )
+
+    assert await status_of(database, fresh) == ("Order_Processed", "SMS_Accepted")
+    assert await row_count(database, unmatched_reports) == 1
+
+
+async def test_report_during_the_send_is_taken(database: Database) -> None:
+    store = NotificationStore(database)
+    sent_at = NOW - timedelta(seconds=1)
+    fresh, fresh_claimed = await claimed_order(store, "fresh")
+    await store.write_outcomes([], [report("R1", DELIVERED)], now=sent_at)
+
+    await store.write_outcomes(
+        [replace(hand_off(fresh_claimed, "r1"), sent_at=sent_at)], [], now=NOW
+    )
+
+    assert await status_of(database, fresh) == ("Order_Completed", "SMS_Delivered")
+
+
 async def test_day_old_unmatched_reports_pruned(database: Database) -> None:
     store = NotificationStore(database)
     stale = [report(f"OLD{index}", DELIVERED) for index in range(3)]

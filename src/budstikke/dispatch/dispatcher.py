@@ -300,6 +300,7 @@ class Dispatcher:
     async def _hand_off(self, claimed: ClaimedNotification) -> None:
         provider = self.providers[claimed.channel]
         started = time.perf_counter()
+        sent_at = self.clock()
         log_context: dict[str, object] = {
             "notification_id": str(claimed.id),
             "order_id": str(claimed.order_id),
@@ -335,7 +336,11 @@ class Dispatcher:
         recorded = await self._persist(
             claimed,
             lambda: self.outcomes.record_hand_off(
-                claimed, status=receipt.status, parts=parts, accepted_at=recorded_at
+                claimed,
+                status=receipt.status,
+                parts=parts,
+                accepted_at=recorded_at,
+                sent_at=sent_at,
             ),
         )
         latency_ms = round((time.perf_counter() - started) * 1000, 1)

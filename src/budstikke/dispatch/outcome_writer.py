@@ -88,14 +88,17 @@ class OutcomeWriter:
         status: NotificationStatus,
         parts: Sequence[PartReference],
         accepted_at: datetime | None = None,
+        sent_at: datetime | None = None,
     ) -> bool:
         """Store the provider's acceptance at `accepted_at`; returns False if the lease was lost.
 
         Without `accepted_at` the hand-off gets the time its batch is written.
-        Raises DatabaseUnavailableError when the batch could not be written.
+        `sent_at`, when the hand-off began, keeps older reports for the same
+        provider id from being applied to it. Raises DatabaseUnavailableError
+        when the batch could not be written.
         """
         result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        record = HandOffRecord(claimed, status, tuple(parts), accepted_at)
+        record = HandOffRecord(claimed, status, tuple(parts), accepted_at, sent_at)
         self._enqueue(_QueuedHandOff(record, result))
         return await result
 

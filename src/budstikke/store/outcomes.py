@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -61,6 +61,9 @@ LOCK_REFERENCE_KEYS = text(
 )
 
 _SENDING_STATUSES = [status.value for status in SENDING_STATUS.values()]
+# How far the clocks of two processes that share a database may differ.
+REPORT_CLOCK_SKEW = timedelta(seconds=60)
+ANY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _HANDED_OFF_STATUSES = frozenset(status.value for status in HANDED_OFF_STATUS.values())
 
 # Built once: building a Core statement and its cache key costs about as much
@@ -98,7 +101,10 @@ INSERT_REFERENCE_KEYS = PreparedStatement(
 )
 TAKE_UNMATCHED_REPORTS = PreparedStatement(
     delete(unmatched_reports)
-    .where(unmatched_reports.c.ref_key.in_(bindparam("unmatched_keys", expanding=True)))
+    .where(
+        unmatched_reports.c.ref_key.in_(bindparam("unmatched_keys", expanding=True)),
+        unmatched_reports.c.received_at >= bindparam("unmatched_since"),
+    )
     .returning(
         unmatched_reports.c.id,
         unmatched_reports.c.ref_key,
@@ -196,6 +202,9 @@ class HandOffRecord:
     parts: tuple[PartReference, ...]
     # When the provider accepted the message; the batch's time when not known.
     accepted_at: datetime | None = None
+    # When the hand-off began. A kept report received well before is for an
+    # earlier message with the same provider id, not for this one.
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,7 +473,9 @@ async def _take_unmatched_reports(
     keys = sorted({key for record in moved for part in record.parts for key in part.lookup_keys})
     if not keys:
         return []
-    rows = await TAKE_UNMATCHED_REPORTS.execute(connection, {"unmatched_keys": keys})
+    rows = await TAKE_UNMATCHED_REPORTS.execute(
+        connection, {"unmatched_keys": keys, "unmatched_since": earliest_report_time(moved)}
+    )
     if not rows:
         return []
     report_ids = sorted({row.report_id for row in rows if row.report_id is not None}, key=str)
@@ -494,6 +505,18 @@ async def _take_unmatched_reports(
                         )
                     )
     return early_reports
+
+
+def earliest_report_time(moved: Sequence[HandOffRecord]) -> datetime:
+    """Return the earliest time a kept report for these hand-offs can have been received.
+
+    That is the start of the earliest hand-off, less REPORT_CLOCK_SKEW for a
+    report kept by another process, whose clock may differ. Without a start
+    time, any report is taken.
+    """
+    if any(record.sent_at is None for record in moved):
+        return ANY_TIME
+    return min(record.sent_at for record in moved if record.sent_at) - REPORT_CLOCK_SKEW
 
 
 def report_of(row: Any) -> object:
