@@ -114,3 +114,13 @@ def test_any_text_valid_or_invalid_error(raw: str) -> None:
     else:
         assert address.original == raw
         assert address.ascii_domain.isascii()
+
+
+def test_local_part_over_64_octets_rejected() -> None:
+    longest = "a" * 64 + "@example.com"
+
+    with pytest.raises(InvalidEmailAddressError, match="64 octets"):
+        parse_email_address("a" * 65 + "@example.com")
+    with pytest.raises(InvalidEmailAddressError, match="64 octets"):
+        parse_email_address("ø" * 33 + "@example.com")
+    assert parse_email_address(longest).local_part == "a" * 64

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from email_validator import validate_email
 
+# The longest local part an SMTP server must accept (RFC 5321 4.5.3.1.1).
+LOCAL_PART_MAX_OCTETS = 64
+
 
 class InvalidEmailAddressError(ValueError):
     """An email address that email-validator rejects. The message names the value and the rule."""
@@ -56,6 +59,13 @@ def parse_email_address(raw: str) -> EmailAddress:
         # email-validator and idna releases let escape on a malformed A-label
         # such as "xn--zz--k1".
         raise InvalidEmailAddressError(raw, str(error)) from error
+    # email-validator lets longer local parts through; SMTP servers may reject them.
+    if len(validated.local_part.encode()) > LOCAL_PART_MAX_OCTETS:
+        raise InvalidEmailAddressError(
+            raw,
+            f"the part before the @ is longer than {LOCAL_PART_MAX_OCTETS} octets "
+            "(RFC 5321 4.5.3.1.1); use a shorter address",
+        )
 
     return EmailAddress(
         original=raw,
