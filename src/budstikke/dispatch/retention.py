@@ -75,13 +75,13 @@ class RetentionPass:
             return
         if erased.notifications or erased.regular_orders or pruned or unmatched:
             logger.info(
-                "retention pass erased bodies",
+                "retention pass erased bodies or deleted old rows",
                 extra={
                     "event": "bodies_erased",
                     "notifications": erased.notifications,
                     "regular_orders": erased.regular_orders,
                     "recipient_sends_pruned": pruned,
-                    "unmatched_reports_pruned": unmatched,
+                    "unmatched_report_rows_pruned": unmatched,
                 },
             )
         if max(erased.notifications, erased.regular_orders, unmatched) >= self.batch:
