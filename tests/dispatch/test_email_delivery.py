@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+
+import pytest
 
 from budstikke.config import Settings
 from tests.api.orders import EMAIL_PATH, email_order
@@ -31,15 +34,21 @@ def mail_commands(server: SmtpTestServer) -> int:
     return server.handler.verbs().count("MAIL")
 
 
-async def test_421_is_retried_until_accepted(settings: Settings, start_server: StartServer) -> None:
+async def test_421_is_retried_until_accepted(
+    settings: Settings, start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
     server = await start_server()
     server.handler.mail_replies = ["421 4.7.0 Try again later", "421 4.7.0 Try again later"]
     clock = FakeClock()
+    caplog.set_level(logging.WARNING, logger="budstikke.dispatch.dispatcher")
     async with run_app(smtp_settings(settings, server.port), clock=clock) as app:
         shipment_id = await place_email(app)
         assert await shipment_status(app, shipment_id) == ("Order_Processed", "Email_New")
 
         for expected_mails in (2, 3):
+            # The clock moves only once the retry is scheduled: a retry scheduled
+            # after the move would be due only after the next one.
+            await wait_for(lambda count=expected_mails - 1: _retries_logged(caplog, count))
             clock.advance(61)
             await wait_for(lambda count=expected_mails: _mail_count_reached(server, count))
 
@@ -100,6 +109,11 @@ async def test_ttl_ends_before_recovery(settings: Settings, start_server: StartS
         await app.app.state.services.dispatcher.run_pass()
         assert await shipment_status(app, shipment_id) == ("Order_Completed", "Email_Failed_TTL")
     assert server.handler.commands == []
+
+
+async def _retries_logged(caplog: pytest.LogCaptureFixture, count: int) -> bool:
+    events = [getattr(record, "event", None) for record in caplog.records]
+    return events.count("hand_off_retry") >= count
 
 
 async def _mail_count_reached(server: SmtpTestServer, count: int) -> bool:
