@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from budstikke.channels.smpp.dev_smsc import DevSmsc, DevSmscOptions
 from budstikke.channels.smpp.pdu import SubmitSm
+from budstikke.channels.smpp.receipts import reference_keys
 from budstikke.config import Settings
 from budstikke.domain.statuses import Channel
+from budstikke.store.tables import unmatched_reports
 from tests.api.orders import SMS_PATH, sms_order
 from tests.conftest import API, FakeClock, RunningApp, run_app, shipment_status, wait_for
 
@@ -160,6 +164,34 @@ async def test_receipt_id_forms_match(settings: Settings, smsc: DevSmsc, form: s
         shipment_id = await place_sms(app)
 
         await wait_for(lambda: status_is(app, shipment_id, ["SMS_Delivered"]))
+
+
+async def test_stale_receipt_of_reused_id_not_applied(settings: Settings, smsc: DevSmsc) -> None:
+    smsc.options.send_receipts = False
+    smsc.options.message_id_factory = lambda _number: "00C0FFEE"
+    async with run_app(smpp_settings(settings, smsc)) as app:
+        await wait_for(lambda: _bound(app))
+        # A receipt for an earlier message that the SMSC gave the same id.
+        async with app.database.write() as connection:
+            await connection.execute(
+                insert(unmatched_reports),
+                [
+                    {
+                        "ref_key": key,
+                        "status": "SMS_Failed_Undelivered",
+                        "received_at": datetime.now(UTC) - timedelta(hours=2),
+                    }
+                    for key in reference_keys("00C0FFEE")
+                ],
+            )
+        shipment_id = await place_sms(app)
+
+        await wait_for(
+            lambda: status_is(app, shipment_id, ["SMS_Accepted", "SMS_Failed_Undelivered"])
+        )
+        status = await shipment_status(app, shipment_id)
+
+    assert status == ("Order_Processed", "SMS_Accepted")
 
 
 @pytest.mark.parametrize(
