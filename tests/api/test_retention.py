@@ -346,8 +346,8 @@ async def test_retention_pass_prunes_unmatched_reports(database: Database) -> No
     await retention.run_if_due(now)
 
     async with database.read() as connection:
-        kept = (await connection.execute(select(unmatched_reports.c.ref_key))).scalars().all()
-    assert kept == ["NEW"]
+        remaining = (await connection.execute(select(unmatched_reports.c.ref_key))).scalars().all()
+    assert remaining == ["NEW"]
 
 
 async def test_claimed_orders_are_updated_by_id(tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ async def test_receipt_id_forms_match(settings: Settings, smsc: DevSmsc, form: s
         await wait_for(lambda: status_is(app, shipment_id, ["SMS_Delivered"]))
 
 
-async def test_stale_receipt_of_reused_id_not_applied(settings: Settings, smsc: DevSmsc) -> None:
+async def test_stale_receipt_reused_id_ignored(settings: Settings, smsc: DevSmsc) -> None:
     smsc.options.send_receipts = False
     smsc.options.message_id_factory = lambda _number: "00C0FFEE"
     async with run_app(smpp_settings(settings, smsc)) as app:

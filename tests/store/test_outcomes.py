@@ -180,7 +180,7 @@ async def test_batch_applies_reports_kept_before_the_hand_off(database: Database
     assert await row_count(database, unmatched_reports) == 0
 
 
-async def test_hand_off_time_is_the_acceptance(database: Database) -> None:
+async def test_hand_off_time_is_acceptance(database: Database) -> None:
     store = NotificationStore(database)
     early, early_claimed = await claimed_order(store, "early")
     accepted_at = NOW + timedelta(milliseconds=3)
@@ -222,7 +222,7 @@ async def test_early_report_applied_once(
     assert await row_count(database, unmatched_reports) == 0
 
 
-async def test_reports_kept_without_report_id_apply_in_turn(database: Database) -> None:
+async def test_legacy_report_rows_apply_separately(database: Database) -> None:
     store = NotificationStore(database)
     early, early_claimed = await claimed_order(store, "early")
     # Rows kept before report_id existed: each row is a report of its own.
@@ -265,7 +265,7 @@ async def test_early_report_rows_all_removed(database: Database) -> None:
     assert await row_count(database, unmatched_reports) == 0
 
 
-async def test_report_older_than_the_send_is_not_taken(database: Database) -> None:
+async def test_report_before_send_not_taken(database: Database) -> None:
     store = NotificationStore(database)
     # The SMSC gave the same id to an earlier message of another system.
     await store.write_outcomes(
@@ -281,7 +281,7 @@ async def test_report_older_than_the_send_is_not_taken(database: Database) -> No
     assert await row_count(database, unmatched_reports) == 1
 
 
-async def test_report_during_the_send_is_taken(database: Database) -> None:
+async def test_report_during_send_taken(database: Database) -> None:
     store = NotificationStore(database)
     sent_at = NOW - timedelta(seconds=1)
     fresh, fresh_claimed = await claimed_order(store, "fresh")
@@ -305,8 +305,8 @@ async def test_day_old_unmatched_reports_pruned(database: Database) -> None:
 
     assert (first, second) == (2, 1)
     async with database.read() as connection:
-        kept = (await connection.execute(select(unmatched_reports.c.ref_key))).scalars().all()
-    assert kept == ["RECENT"]
+        remaining = (await connection.execute(select(unmatched_reports.c.ref_key))).scalars().all()
+    assert remaining == ["RECENT"]
 
 
 async def test_batch_skips_hand_off_of_lost_lease(database: Database) -> None:

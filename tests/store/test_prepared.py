@@ -147,13 +147,13 @@ async def test_prepared_select_expands_lists(database: Database) -> None:
         found = await SELECT_ORDERS_BY_ID.execute(
             connection, {"order_ids": [rows[2]["id"], rows[0]["id"], uuid.uuid4()]}
         )
-        none = await SELECT_ORDERS_BY_ID.execute(connection, {"order_ids": []})
+        empty = await SELECT_ORDERS_BY_ID.execute(connection, {"order_ids": []})
 
     assert [(row.idempotency_id, row.created_at) for row in found] == [
         ("many-0", NOW),
         ("many-2", NOW),
     ]
-    assert none == []
+    assert empty == []
 
 
 async def test_prepared_many_leaves_other_columns_unset(database: Database) -> None:

@@ -153,8 +153,7 @@ class OutcomeWriter:
                 await self._write(batch)
                 written = True
         except asyncio.CancelledError:
-            for item in self._instant + self._queue:
-                item.result.cancel()
+            cancel_callers(self._instant + self._queue)
             self._instant.clear()
             self._queue.clear()
             raise
@@ -203,18 +202,21 @@ class OutcomeWriter:
                 except BaseException:
                     # The items not yet written have already left the queues,
                     # so nothing else would cancel them for their callers.
-                    for rest in batch[index + 1 :]:
-                        rest.result.cancel()
+                    cancel_callers(batch[index + 1 :])
                     raise
             return
         except BaseException:
-            for item in batch:
-                item.result.cancel()
+            cancel_callers(batch)
             raise
         for hand_off, recorded in zip(hand_offs, results.recorded, strict=True):
             _set_result(hand_off.result, recorded)
         for report, matched in zip(reports, results.matched, strict=True):
             _set_result(report.result, matched)
+
+
+def cancel_callers(items: Sequence[_Queued]) -> None:
+    for item in items:
+        item.result.cancel()
 
 
 def _set_result(result: asyncio.Future[T], value: T) -> None:

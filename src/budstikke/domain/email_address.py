@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from email_validator import validate_email
 
-# The longest local part an SMTP server must accept (RFC 5321 4.5.3.1.1).
+# The maximum length of a local part (RFC 5321 4.5.3.1.1).
 LOCAL_PART_MAX_OCTETS = 64
 
 

@@ -61,10 +61,12 @@ LOCK_REFERENCE_KEYS = text(
 )
 
 _SENDING_STATUSES = [status.value for status in SENDING_STATUS.values()]
-# How far the clocks of two processes that share a database may differ.
-REPORT_CLOCK_SKEW = timedelta(seconds=60)
-ANY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _HANDED_OFF_STATUSES = frozenset(status.value for status in HANDED_OFF_STATUS.values())
+# An estimate of how far the clocks of two processes that share a database
+# may differ, so that a report one of them kept is not judged too old.
+REPORT_CLOCK_SKEW = timedelta(seconds=60)
+# The earliest time of a kept report, for hand-offs without a start time.
+ANY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Built once: building a Core statement and its cache key costs about as much
 # as executing it on SQLite. One statement moves every hand-off of a batch
@@ -113,7 +115,7 @@ TAKE_UNMATCHED_REPORTS = PreparedStatement(
         unmatched_reports.c.error_code,
     )
 )
-# The rows of taken reports under keys the recorded parts do not share.
+# The rows of taken reports that are stored under keys the recorded parts do not have.
 DELETE_REPORT_ROWS = PreparedStatement(
     delete(unmatched_reports).where(
         unmatched_reports.c.report_id.in_(bindparam("taken_report_ids", expanding=True))
@@ -485,19 +487,17 @@ async def _take_unmatched_reports(
     for row in rows:
         by_key.setdefault(row.ref_key, []).append(row)
     # A report kept under several keys is one report, applied once.
-    taken: set[object] = set()
+    applied: set[object] = set()
     early_reports: list[_PartReport] = []
     for record in moved:
         for index, part in enumerate(record.parts):
-            waiting: dict[object, Any] = {}
-            for key in part.lookup_keys:
-                for row in by_key.get(key, ()):
-                    report = report_of(row)
-                    earlier = waiting.get(report)
-                    if report not in taken and (earlier is None or row.id < earlier.id):
-                        waiting[report] = row
-            for row in sorted(waiting.values(), key=lambda row: row.id):
-                taken.add(report_of(row))
+            found = {row.id: row for key in part.lookup_keys for row in by_key.get(key, ())}
+            for row_id in sorted(found):
+                row = found[row_id]
+                report = report_of(row)
+                if report in applied:
+                    continue
+                applied.add(report)
                 if row.status is not None:
                     early_reports.append(
                         _PartReport(

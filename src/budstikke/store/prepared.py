@@ -51,6 +51,10 @@ class PreparedStatement:
 
     `columns` names the columns of an INSERT that takes its values from the
     parameters, when they are not all of the table's columns.
+
+    NOTE: on PostgreSQL the statement runs through SQLAlchemy, which takes an
+    INSERT's columns from the parameters' keys instead of `columns` and
+    returns its own Row objects, which callers read by attribute as well.
     """
 
     def __init__(

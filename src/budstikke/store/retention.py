@@ -33,9 +33,9 @@ ERASE_BATCH = 500
 PURGE_BATCH = 200
 # A delivery report waits in unmatched_reports for the hand-off record of
 # its message, which comes within seconds, or within a lease after a
-# database outage. One still unmatched after this long is for a message
-# that budstikke did not send, such as another system's on the same SMSC
-# account.
+# database outage. One still unmatched after a day is a repeat of a receipt
+# already applied, or for a message this service did not send, such as
+# another system's on the same SMSC account.
 UNMATCHED_REPORT_RETENTION = timedelta(days=1)
 
 
@@ -129,7 +129,10 @@ async def erase_regular_order_texts(
 async def prune_unmatched_reports(
     database: Database, *, now: datetime, batch: int = ERASE_BATCH
 ) -> int:
-    """Delete up to `batch` delivery reports unmatched for UNMATCHED_REPORT_RETENTION."""
+    """Delete up to `batch` rows of reports unmatched for UNMATCHED_REPORT_RETENTION.
+
+    A report has a row per lookup key, so the count is of rows, not reports.
+    """
     oldest = (
         select(unmatched_reports.c.id)
         .where(unmatched_reports.c.received_at <= now - UNMATCHED_REPORT_RETENTION)

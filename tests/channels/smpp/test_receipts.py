@@ -372,7 +372,7 @@ def test_case_sensitive_ids() -> None:
     assert not match("aBc", "ABC", case_sensitive=True)
 
 
-def test_tlv_id_unlike_text_id_kept_as_sent() -> None:
+def test_differing_tlv_id_kept() -> None:
     # The TLV carries the id as submit_sm_resp gave it (SMPP 3.4 5.3.2.12), and
     # the text the decimal form this SMSC writes. Only the text id is converted.
     pdu = receipt(
@@ -387,7 +387,7 @@ def test_tlv_id_unlike_text_id_kept_as_sent() -> None:
     assert report.provider_ref == "00000100"
 
 
-def test_tlv_id_like_text_id_converted() -> None:
+def test_matching_tlv_id_converted() -> None:
     pdu = receipt("id:256 stat:DELIVRD", Tlv.cstring(TlvTag.RECEIPTED_MESSAGE_ID, "256"))
 
     report = report_from_pdu(pdu, receipt_id_base="decimal")
@@ -396,7 +396,7 @@ def test_tlv_id_like_text_id_converted() -> None:
     assert report.provider_ref == "100"
 
 
-def test_vendor_fields_end_the_field_before() -> None:
+def test_vendor_fields_ignored() -> None:
     parsed = parse_receipt_text(
         "id:77 sub:001 dlvrd:001 submit date:2406011200 done date:2406011201 "
         "stat:DELIVRD network:24201 err:000 mcc:242 mnc:01 network:Telenor Norge ASA "
@@ -416,7 +416,7 @@ def test_overlong_error_code_cut_to_column() -> None:
     assert report.error_code == "9" * 32
 
 
-def test_overlong_message_id_is_no_report(caplog: pytest.LogCaptureFixture) -> None:
+def test_overlong_message_id_ignored(caplog: pytest.LogCaptureFixture) -> None:
     report = report_from_pdu(receipt("id:" + "A" * 80 + " stat:DELIVRD"))
 
     assert report is None

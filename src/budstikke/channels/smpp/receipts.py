@@ -38,7 +38,7 @@ ESM_CLASS_INTERMEDIATE_NOTIFICATION: Final = 0x20
 # A message id of submit_sm_resp is at most 64 characters: 65 octets with
 # its NUL (SMPP 3.4 5.2.23). The stored lookup keys have room for that.
 MESSAGE_ID_MAX_LENGTH: Final = 64
-# The length of the error_code columns.
+# The length of every error_code column in the database.
 ERROR_CODE_MAX_LENGTH: Final = 32
 
 # data_coding 8 is UCS-2; receipts are otherwise ASCII text.
@@ -108,8 +108,8 @@ def parse_receipt_text(text: str) -> ReceiptText:
             value = text[match.end() :]
         else:
             end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-            # These values never contain spaces. Keys of an SMSC's own, such
-            # as `network:24201` after `stat:DELIVRD`, are not part of them.
+            # In the receipt format these values have no spaces, so a key of
+            # the SMSC's own after them, such as `network:24201`, is left out.
             tokens = text[match.end() : end].split(maxsplit=1)
             value = tokens[0] if tokens else ""
         raw.setdefault(key, value)
