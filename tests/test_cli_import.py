@@ -156,3 +156,91 @@ def test_windows_1252_file_rejected(server: ServeProcess, api_key: str, tmp_path
     assert stdout == ""
     assert f"{path}: line 2 is not valid UTF-8 (byte 0xe5 at offset {offset})" in stderr
     assert "save the file as UTF-8" in stderr
+
+
+def test_jsonl_nan_line_reported(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    order = {
+        "idempotencyId": "nan-2",
+        "recipient": {
+            "recipientEmail": {
+                "emailAddress": "kari@example.com",
+                "emailSettings": {"subject": "Reminder", "body": "Tomorrow at 10."},
+            }
+        },
+    }
+    path = tmp_path / "orders.jsonl"
+    lines = [
+        json.dumps({**order, "idempotencyId": "nan-1", "extra": float("nan")}),
+        json.dumps(order),
+        '{"idempotencyId": "deep-1", "extra": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 1
+    assert stdout.startswith("1 created, 0 already present, 2 failed")
+    assert "line 1: not valid JSON: NaN is not a JSON value" in stderr
+    assert "line 3: not valid JSON: it is nested too deeply" in stderr
+
+
+def test_csv_unterminated_quote_rejected(
+    server: ServeProcess, api_key: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "idempotencyId,phoneNumber,sendingTimePolicy,body\n"
+        'quote-1,+4799999991,Anytime,"Hello\n'
+        "quote-2,+4799999992,Anytime,Second order\n"
+    )
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 2
+    assert stdout == ""
+    assert "the CSV record that starts on line 2 cannot be read" in stderr
+    assert "Close every double quote" in stderr
+
+
+def test_csv_oversized_field_rejected(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("idempotencyId,phoneNumber,body\nbig-1,+4799999991," + "a" * 200_000 + "\n")
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 2
+    assert stdout == ""
+    assert "the CSV record that starts on line 2 cannot be read" in stderr
+
+
+def test_repeated_idempotency_id_rejected(
+    server: ServeProcess, api_key: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "idempotencyId,phoneNumber,sendingTimePolicy,body\n"
+        "repeat-1,+4799999991,Anytime,For Alice\n"
+        "repeat-1,+4799999992,Anytime,For Bob\n"
+    )
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 1
+    assert stdout.startswith("1 created, 0 already present, 1 failed")
+    assert "line 3: idempotencyId 'repeat-1' is also used on line 2" in stderr
+
+
+def test_csv_row_with_two_channels_rejected(
+    server: ServeProcess, api_key: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "idempotencyId,phoneNumber,sendingTimePolicy,emailAddress,subject,body\n"
+        "both-1,+4799999991,Anytime,ola@example.com,Case 1,Your case was updated\n"
+    )
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 1
+    assert stdout.startswith("0 created, 0 already present, 1 failed")
+    assert "line 2: the row has phoneNumber and also emailAddress, subject" in stderr

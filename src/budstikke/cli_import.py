@@ -9,8 +9,11 @@ per line, reminders included. CSV: a header row and one order per row, with
 the columns listed in CSV_COLUMNS; a row names `phoneNumber` for an SMS or
 `emailAddress` (with `subject`) for an email. A CSV value that contains a
 comma or a line break must be in double quotes, and a row with more or fewer
-fields than the header is rejected. Both formats are read as UTF-8, with or
-without a byte order mark.
+fields than the header is rejected, as is a row with both `phoneNumber` and
+email cells. In both formats a line that repeats an earlier line's
+idempotency id is rejected, because the server would return the earlier
+order's ids for it and store nothing. Both formats are read as UTF-8, with
+or without a byte order mark.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ CSV_COLUMNS: Final = (
     "contentType",
     "body",
 )
+# Cells that only an email order uses.
+EMAIL_ONLY_COLUMNS: Final = ("emailAddress", "senderEmailAddress", "subject", "contentType")
 REQUEST_TIMEOUT_S: Final = 30.0
 # Answers worth another try: rate limit, database unavailable, gateway errors.
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
@@ -70,22 +75,51 @@ class ImportTally:
 
 
 def read_orders(path: Path, file_format: str) -> Iterator[OrderLine]:
-    """Yield the orders of a file, with the line number that error messages name."""
+    """Yield the orders of a file, with the line number that error messages name.
+
+    A later line that repeats an earlier line's idempotencyId is yielded as
+    an error, because the server would return the earlier order's ids for it.
+    """
+    first_lines: dict[str, int] = {}
+    for order in read_order_lines(path, file_format):
+        yield reject_repeated_id(order, first_lines)
+
+
+def reject_repeated_id(order: OrderLine, first_lines: dict[str, int]) -> OrderLine:
+    if order.body is None:
+        return order
+    idempotency_id = order.body.get("idempotencyId")
+    if not isinstance(idempotency_id, str) or not idempotency_id.strip():
+        return order
+    first = first_lines.setdefault(idempotency_id, order.line)
+    if first == order.line:
+        return order
+    return OrderLine(
+        order.line,
+        None,
+        f"idempotencyId {idempotency_id!r} is also used on line {first}, so the server would "
+        "store only that line's order. Give every order its own idempotencyId",
+    )
+
+
+def read_order_lines(path: Path, file_format: str) -> Iterator[OrderLine]:
     text = io.StringIO(read_utf8(path), newline="")
     if file_format == "jsonl":
         for number, line in enumerate(text, start=1):
             if line.strip():
                 yield parse_json_line(number, line)
         return
-    reader = csv.reader(text)
-    header = next(reader, [])
+    # strict: an unterminated quote raises csv.Error instead of swallowing every
+    # later row into one field.
+    reader = csv.reader(text, strict=True)
+    header = next_csv_record(path, reader) or []
     unknown = set(header) - set(CSV_COLUMNS)
     if unknown:
         raise click.UsageError(
             f"{path}: unknown CSV column(s) {', '.join(sorted(unknown))}; the columns are "
             f"{', '.join(CSV_COLUMNS)}"
         )
-    for values in reader:
+    while (values := next_csv_record(path, reader)) is not None:
         if not values:
             continue
         if len(values) != len(header):
@@ -93,7 +127,31 @@ def read_orders(path: Path, file_format: str) -> Iterator[OrderLine]:
             # the header would then send "Hello, your case" as "Hello".
             yield OrderLine(reader.line_num, None, describe_field_count(len(values), len(header)))
             continue
-        yield OrderLine(reader.line_num, order_from_row(dict(zip(header, values, strict=True))))
+        row = dict(zip(header, values, strict=True))
+        conflict = describe_channel_conflict(row)
+        if conflict:
+            yield OrderLine(reader.line_num, None, conflict)
+            continue
+        yield OrderLine(reader.line_num, order_from_row(row))
+
+
+def next_csv_record(path: Path, reader: Any) -> list[str] | None:
+    """Return the next CSV record, or None at the end of the file.
+
+    Raises click.UsageError naming the line the unreadable record starts on.
+    """
+    start_line = reader.line_num + 1
+    try:
+        return list(next(reader))
+    except StopIteration:
+        return None
+    except csv.Error as error:
+        raise click.UsageError(
+            f"{path}: the CSV record that starts on line {start_line} cannot be read ({error}). "
+            "Close every double quote that opens a value, write a double quote inside a "
+            'quoted value twice (""), and keep each value under '
+            f"{csv.field_size_limit() // 1024} KiB"
+        ) from None
 
 
 def read_utf8(path: Path) -> str:
@@ -128,14 +186,38 @@ def describe_field_count(found: int, expected: int) -> str:
     )
 
 
+def reject_json_constant(name: str) -> Any:
+    """Raise for NaN and Infinity, which Python's json reads but JSON does not allow."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_json_line(number: int, text: str) -> OrderLine:
     try:
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=reject_json_constant)
     except ValueError as error:
         return OrderLine(number, None, f"not valid JSON: {error}")
+    except RecursionError:
+        return OrderLine(number, None, "not valid JSON: it is nested too deeply")
     if not isinstance(body, dict):
         return OrderLine(number, None, "the line must be a JSON object")
     return OrderLine(number, body)
+
+
+def describe_channel_conflict(row: dict[str, str]) -> str:
+    """Return why a row names both an SMS and an email, or "" when it names one channel.
+
+    A row with a phoneNumber becomes an SMS, so its email cells would be dropped
+    without a word.
+    """
+    if not row.get("phoneNumber", "").strip():
+        return ""
+    email_cells = [name for name in EMAIL_ONLY_COLUMNS if row.get(name, "").strip()]
+    if not email_cells:
+        return ""
+    return (
+        f"the row has phoneNumber and also {', '.join(email_cells)}, but one row is one SMS "
+        "or one email. Put the email in a row of its own with its own idempotencyId"
+    )
 
 
 def order_from_row(row: dict[str, str]) -> dict[str, Any]:
