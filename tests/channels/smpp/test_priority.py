@@ -32,8 +32,49 @@ async def test_pacer_spaces_regular_sends_by_their_share() -> None:
 
     await pacer.wait(priority=REGULAR)
 
-    assert pacer.delay_s(INSTANT) == pytest.approx(0.01)
     assert pacer.delay_s(REGULAR) == pytest.approx(0.0125)
+
+
+async def test_instant_takes_next_slot_early() -> None:
+    clock = FakeClock()
+    pacer = Pacer(100.0, clock=clock, instant_share=0.2)
+    await pacer.wait(priority=REGULAR)
+
+    assert pacer.delay_s(INSTANT) == 0.0
+    await pacer.wait(priority=INSTANT)
+
+    # The instant submit took the slot due at 10 ms: the next one is due at
+    # 20 ms, and another instant submit may take it from 10 ms.
+    assert pacer.delay_s(INSTANT) == pytest.approx(0.01)
+    assert pacer.delay_s(REGULAR) == pytest.approx(0.02)
+
+
+async def test_early_instant_submits_keep_the_rate() -> None:
+    clock = FakeClock()
+    pacer = Pacer(100.0, clock=clock, instant_share=0.2)
+    sent_at: list[float] = []
+
+    # A full regular schedule with an instant submit at every third turn.
+    for turn in range(600):
+        priority = INSTANT if turn % 3 == 0 else REGULAR
+        clock.now += pacer.delay_s(priority)
+        await pacer.wait(priority=priority)
+        sent_at.append(clock.now)
+
+    busiest_second = max(
+        sum(1 for moment in sent_at if start <= moment < start + 1.0) for start in sent_at
+    )
+    assert busiest_second <= 100 + 1
+
+
+async def test_throttled_bind_sends_no_instant_early() -> None:
+    clock = FakeClock()
+    pacer = Pacer(100.0, clock=clock, instant_share=0.2)
+    pacer.on_throttled()
+    clock.now = pacer.paused_until
+    await pacer.wait(priority=REGULAR)
+
+    assert pacer.delay_s(INSTANT) == pytest.approx(pacer.interval_s)
 
 
 async def test_pacer_gives_free_slot_to_waiting_instant() -> None:

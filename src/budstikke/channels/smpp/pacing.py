@@ -40,7 +40,11 @@ class Pacer:
 
     Instant submits take the next slot ahead of any waiting regular submit.
     Regular submits are also spaced out to at most `1 - instant_share` of
-    the current rate, so that share stays free for instant messages.
+    the current rate, so that share stays free for instant messages. With a
+    share kept, an instant submit may also take the next slot up to one
+    interval early, so a full regular schedule does not make it wait for
+    a slot. At most one extra submit goes out within an interval, and the
+    slots after it move back by one interval to keep the rate.
     """
 
     def __init__(
@@ -77,10 +81,21 @@ class Pacer:
     def delay_s(self, priority: Priority = Priority.INSTANT) -> float:
         """Return how long the next submit of this priority has to wait from now."""
         now = self._clock()
-        delay = max(0.0, self._next_send_at - now, self._paused_until - now)
+        next_send_at = self._next_send_at
         if priority > Priority.INSTANT:
-            delay = max(delay, self._next_regular_at - now)
-        return delay
+            next_send_at = max(next_send_at, self._next_regular_at)
+        elif self._may_send_early():
+            next_send_at -= self._interval_s
+        return max(0.0, next_send_at - now, self._paused_until - now)
+
+    def _may_send_early(self) -> bool:
+        """Return whether an instant submit may take the next slot one interval early.
+
+        Only while a share is kept for instant submits, and not on a
+        throttled bind, because its SMSC has just asked for fewer submits.
+        """
+        throttled = self._interval_s > self._base_interval_s
+        return self._regular_share < 1.0 and not throttled
 
     async def wait(
         self, cancel_event: asyncio.Event | None = None, priority: Priority = Priority.INSTANT
@@ -112,6 +127,11 @@ class Pacer:
 
     def _take_slot(self, instant: bool) -> None:
         now = self._clock()
+        if instant and now < self._next_send_at:
+            # Taken early: the slot it took was due later, so the next one
+            # follows that slot, not now.
+            self._next_send_at += self._interval_s
+            return
         self._next_send_at = self._next_slot(self._next_send_at, now, self._interval_s)
         if not instant and self._interval_s > 0:
             regular_interval_s = self._interval_s / self._regular_share
