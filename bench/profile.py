@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=("sms", "email", "whoami"), default="sms")
     parser.add_argument("--provider", choices=("outbox", "smpp", "smtp"), default="outbox")
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--out", default="/tmp/budstikke-profile.txt")
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--idle", action="store_true", help="keep samples of waiting threads")
@@ -54,7 +55,12 @@ def main() -> None:
     with running_server(provider=arguments.provider) as server:
         load = threading.Thread(
             target=run_wrk,
-            kwargs={"server": server, "kind": arguments.kind, "duration_s": arguments.duration},
+            kwargs={
+                "server": server,
+                "kind": arguments.kind,
+                "duration_s": arguments.duration,
+                "connections": arguments.connections,
+            },
         )
         load.start()
         subprocess.run(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import free_port, start_helper
+from harness import BENCH, free_port, start_helper
 from sqlalchemy import event, func, select
 
 from budstikke.api.app import create_app
@@ -91,7 +91,7 @@ async def trace(provider: str, orders: int) -> None:
     helper = None
     if provider == "smpp":
         port = free_port()
-        helper = start_helper(["bench/smsc.py"], port)
+        helper = start_helper([str(BENCH / "smsc.py")], port)
         settings["sms_url"] = f"smpp://bench:secret@127.0.0.1:{port}?window=100"
     os.environ.setdefault("BUDSTIKKE_RATE_LIMIT_PER_S", "1000000")
     os.environ.setdefault("BUDSTIKKE_RATE_LIMIT_BURST", "1000000")
