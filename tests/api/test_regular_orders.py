@@ -385,3 +385,26 @@ async def test_latest_send_times_are_stored(running_app: RunningApp) -> None:
     assert main["status"] == "Order_Registered"
     assert reminder["status"] == "Order_Registered"
     assert running_app.outbox_lines("sms") == []
+
+
+async def test_reminder_before_order_rejected(running_app: RunningApp) -> None:
+    order_time = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    reminder_time = order_time - timedelta(days=1)
+    body = regular_order(
+        requestedSendTime=order_time.isoformat(),
+        reminders=[
+            {"delayDays": 1, "recipient": sms_recipient()},
+            {"requestedSendTime": reminder_time.isoformat(), "recipient": sms_recipient()},
+        ],
+    )
+
+    response = await running_app.client.post(ORDERS_PATH, json=body, headers=running_app.headers())
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert list(errors) == ["reminders[1].requestedSendTime"]
+    message = " ".join(errors["reminders[1].requestedSendTime"])
+    assert "reminders[1]" in message
+    assert reminder_time.isoformat().replace("+00:00", "Z") in message
+    assert order_time.isoformat().replace("+00:00", "Z") in message
+    assert "delayDays" in message

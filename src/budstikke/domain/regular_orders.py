@@ -367,7 +367,8 @@ def read_reminder_time(
         )
         return None
     if has_time:
-        return read_send_time(reminder, path, errors, now=rules.now, required=True)
+        send_time = read_send_time(reminder, path, errors, now=rules.now, required=True)
+        return reject_reminder_before_main(send_time, path, errors, main_send_time)
     days = read_integer(
         reminder, "delayDays", path, errors, required=True, minimum=1, maximum=MAX_DELAY_DAYS
     )
@@ -375,3 +376,25 @@ def read_reminder_time(
         return None
     # Altinn counts delayDays in 24-hour steps from the order's requestedSendTime.
     return main_send_time.astimezone(UTC) + timedelta(days=days)
+
+
+def reject_reminder_before_main(
+    send_time: datetime | None, path: str, errors: FieldErrors, main_send_time: datetime
+) -> datetime | None:
+    """Return the reminder's send time, or None with an error when it is before the order's.
+
+    A reminder due before the main message would reach the recipient first.
+    """
+    if send_time is None or send_time >= main_send_time:
+        return send_time
+    errors.add(
+        join_path(path, "requestedSendTime"),
+        f"{path} has requestedSendTime {format_utc(send_time)}, which is before the order's "
+        f"requestedSendTime {format_utc(main_send_time)}. Give the reminder a time at or after "
+        "the order's, or use delayDays.",
+    )
+    return None
+
+
+def format_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
