@@ -147,6 +147,9 @@ def test_sms_template_must_fit_the_segment_limit() -> None:
         "{code}1234567",
         "{code} 1234567 is your code",
         "4{code}",
+        "Kode {code}\u0663",
+        "\u0969 {code}",
+        "{code}-\uff17",
     ],
 )
 def test_template_digits_next_to_code_are_400(template: str) -> None:

@@ -41,11 +41,11 @@ MAX_TEMPLATE_LENGTH = 10_000
 # A submitted code longer than this is rejected with 400 before it is hashed.
 MAX_SUBMITTED_CODE_LENGTH = 64
 # A digit right before or after the placeholder, or with one group separator between.
+# \d matches every Unicode decimal digit, such as the Arabic-Indic "٣", because
+# a reader takes those as part of the code too.
 _PLACEHOLDER = re.escape(CODE_PLACEHOLDER)
 _SEPARATOR = GROUP_SEPARATOR.pattern
-CODE_NEXT_TO_DIGITS = re.compile(
-    rf"[0-9]{_SEPARATOR}?{_PLACEHOLDER}|{_PLACEHOLDER}{_SEPARATOR}?[0-9]"
-)
+CODE_NEXT_TO_DIGITS = re.compile(rf"\d{_SEPARATOR}?{_PLACEHOLDER}|{_PLACEHOLDER}{_SEPARATOR}?\d")
 
 
 @dataclass(frozen=True, slots=True)
