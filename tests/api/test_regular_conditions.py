@@ -52,6 +52,7 @@ async def test_true_answer_sends(settings: Settings) -> None:
 
         assert server.paths == ["/seen?id=7"]
         assert shown["recipients"][0]["status"] == "SMS_Delivered"  # type: ignore[index]
+        assert (await condition_row(app)).condition_attempts == 1  # type: ignore[attr-defined]
 
 
 async def test_false_answer_ends_order(settings: Settings) -> None:
@@ -67,6 +68,7 @@ async def test_false_answer_ends_order(settings: Settings) -> None:
             "/notifications/api/v1/future/shipment/feed", headers=app.headers()
         )
         assert [entry["status"] for entry in feed.json()] == ["Order_SendConditionNotMet"]
+        assert (await condition_row(app)).condition_attempts == 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("answer", ["unreachable", "unclear", "string"])
@@ -105,8 +107,13 @@ async def test_no_answer_is_retried_then_sent(
         shown = await wait_status(app, shipment_id, "Order_Completed")
 
         assert shown["recipients"][0]["status"] == "SMS_Delivered"  # type: ignore[index]
-        note = (await condition_row(app)).condition_note  # type: ignore[attr-defined]
-        assert note.startswith("sent without an answer from the condition endpoint after 3")
+        row = await condition_row(app)
+        assert row.condition_note.startswith(  # type: ignore[attr-defined]
+            "sent without an answer from the condition endpoint after 3 attempts"
+        )
+        assert row.condition_attempts == 3  # type: ignore[attr-defined]
+        if answer != "unreachable":
+            assert len(server.paths) == 3
         sent_anyway = [
             r for r in caplog.records if getattr(r, "event", "") == "condition_unanswered_sent"
         ]

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -347,6 +348,9 @@ class RegularOrderProcessor:
         """Ask the order's condition endpoint, act on the answer, and store its notification."""
         assert order.condition_endpoint is not None
         answer = await self.checker.ask(order.condition_endpoint)
+        if not answer.rejected:
+            # A request was made, so it counts whatever the response was.
+            order = replace(order, condition_attempts=order.condition_attempts + 1)
         try:
             send, note = await self._decide(order, answer)
             if send:
@@ -396,7 +400,7 @@ class RegularOrderProcessor:
                 extra={"event": "condition_endpoint_rejected", **context},
             )
             return True, f"sent without asking the condition endpoint: {answer.reason}"[:500]
-        attempts = order.condition_attempts + 1
+        attempts = order.condition_attempts
         first_attempt_at = order.condition_first_attempt_at or now
         retry_at = condition_retry_at(first_attempt_at, attempts, now)
         if retry_at is None:

@@ -336,7 +336,7 @@ class RegularOrderStore:
                     process_after=retry_at,
                     lease_owner=None,
                     lease_expires_at=None,
-                    condition_attempts=regular_orders.c.condition_attempts + 1,
+                    condition_attempts=order.condition_attempts,
                     condition_first_attempt_at=first_attempt_at,
                 )
             )
@@ -425,14 +425,20 @@ class RegularOrderStore:
 async def finish_processing_all(
     connection: AsyncConnection, items: Sequence[tuple[DueRegularOrder, str | None]]
 ) -> set[UUID]:
-    """Mark the orders this worker still leases as processed; returns their ids."""
+    """Mark the orders this worker still leases as processed; returns their ids.
+
+    Orders with a condition endpoint are updated one by one, to store their
+    note and their count of condition requests.
+    """
     finished: set[UUID] = set()
     for order, note in items:
-        if note is not None and await finish_processing(connection, order, note=note):
+        if not has_condition_outcome(order, note):
+            continue
+        if await finish_processing(connection, order, note=note):
             finished.add(order.order_id)
     plain: dict[str, list[UUID]] = {}
     for order, note in items:
-        if note is None:
+        if not has_condition_outcome(order, note):
             plain.setdefault(order.lease_owner, []).append(order.order_id)
     for lease_owner, ids in plain.items():
         rows = await connection.execute(
@@ -449,6 +455,10 @@ async def finish_processing_all(
     return finished
 
 
+def has_condition_outcome(order: DueRegularOrder, note: str | None) -> bool:
+    return note is not None or order.condition_endpoint is not None
+
+
 async def finish_processing(
     connection: AsyncConnection, order: DueRegularOrder, *, note: str | None
 ) -> bool:
@@ -459,7 +469,13 @@ async def finish_processing(
             regular_orders.c.lease_owner == order.lease_owner,
             regular_orders.c.process_after.is_not(None),
         )
-        .values(process_after=None, lease_owner=None, lease_expires_at=None, condition_note=note)
+        .values(
+            process_after=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            condition_note=note,
+            condition_attempts=order.condition_attempts,
+        )
     )
     return result.rowcount == 1
 

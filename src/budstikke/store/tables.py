@@ -129,6 +129,7 @@ regular_orders = Table(
     Column("process_after", UtcDateTime, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", UtcDateTime, nullable=True),
+    # Requests made to the condition endpoint, whatever their response.
     Column("condition_attempts", Integer, nullable=False, default=0),
     Column("condition_first_attempt_at", UtcDateTime, nullable=True),
     # Why the order was sent without a clear answer from its condition endpoint.
