@@ -242,6 +242,13 @@ def test_feed_follow_prints_new_entries(server: ServeProcess, api_key: str) -> N
     assert follower.returncode == 0, err
 
 
+def test_feed_seq_out_of_range(server: ServeProcess, api_key: str) -> None:
+    result = run(server, api_key, "feed", "--seq", "99999999999999999999")
+
+    assert result.returncode == 2
+    assert "99999999999999999999 is not in the range 0<=x<=9223372036854775807" in result.stderr
+
+
 def test_wrong_api_key_explains_fix(server: ServeProcess) -> None:
     result = run(server, "bsk_wrong_key", "status", str(uuid.uuid4()))
 

@@ -18,6 +18,7 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 import httpx
 
+from budstikke.domain.request_fields import INT64_MAX
 from budstikke.domain.statuses import NotificationStatus, OrderStatus
 
 API_PREFIX = "/notifications/api/v1/future"
@@ -444,7 +445,7 @@ def status(shipment_id: str, api_url: str, api_key: str | None, as_json: bool) -
 @click.command()
 @click.option(
     "--seq",
-    type=click.IntRange(0),
+    type=click.IntRange(0, INT64_MAX),
     default=0,
     show_default=True,
     help="Print entries after this sequence number.",

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from budstikke.api.problems import shipment_not_found
 from budstikke.api.schemas import SHIPMENT, json_response, problem_response
 from budstikke.api.services import services_of
-from budstikke.domain.request_fields import FieldErrors, to_integer
+from budstikke.domain.request_fields import INT64_MAX, FieldErrors, to_integer
 from budstikke.store.feed import FEED_PAGE_MAX, read_feed, render_shipment
 from budstikke.store.orders import get_shipment
 
@@ -34,7 +34,10 @@ def parse_feed_query(request: Request) -> FeedQuery:
     if "seq" in params:
         value = to_integer(params["seq"])
         if value is None or value < 0:
-            errors.add("seq", f"seq must be an integer >= 0; got {params['seq'][:40]!r}.")
+            errors.add(
+                "seq",
+                f"seq must be an integer from 0 to {INT64_MAX}; got {params['seq'][:40]!r}.",
+            )
         else:
             seq = value
     page_size = FEED_PAGE_MAX

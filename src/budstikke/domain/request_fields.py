@@ -13,6 +13,8 @@ from typing import Any
 from budstikke.errors import BudstikkeError
 
 JsonObject = dict[str, Any]
+# The largest value of a signed 64-bit database column, such as the feed's seq.
+INT64_MAX = 2**63 - 1
 
 
 class RequestValidationError(BudstikkeError):
