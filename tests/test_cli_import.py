@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
+from budstikke import cli_import
 from budstikke.cli import main
+from tests.order_api_stub import StubReply, order_api_stub
 from tests.serve_process import ServeProcess, serve_process
 
 API = "/notifications/api/v1/future"
@@ -28,11 +31,34 @@ def api_key(server: ServeProcess) -> str:
 
 
 def run_import(server: ServeProcess, api_key: str, path: Path) -> tuple[int, str, str]:
-    environment = {"BUDSTIKKE_API_URL": server.url, "BUDSTIKKE_API_KEY": api_key}
-    result = CliRunner().invoke(main, ["orders", "import", str(path)], env=environment)
+    return run_import_at(server.url, api_key, path)
+
+
+def run_import_at(url: str, api_key: str, path: Path, *options: str) -> tuple[int, str, str]:
+    environment = {"BUDSTIKKE_API_URL": url, "BUDSTIKKE_API_KEY": api_key}
+    result = CliRunner().invoke(main, ["orders", "import", str(path), *options], env=environment)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
+
+
+def write_sms_orders(path: Path, count: int) -> None:
+    """Write `count` JSON Lines SMS orders with the idempotency ids order-1, order-2, ..."""
+    lines = [
+        json.dumps(
+            {
+                "idempotencyId": f"order-{number}",
+                "recipient": {
+                    "recipientSms": {
+                        "phoneNumber": "+4799999999",
+                        "smsSettings": {"body": f"Order {number}"},
+                    }
+                },
+            }
+        )
+        for number in range(1, count + 1)
+    ]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def test_csv_import_is_resumable(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
@@ -244,3 +270,44 @@ def test_csv_row_with_two_channels_rejected(
     assert code == 1
     assert stdout.startswith("0 created, 0 already present, 1 failed")
     assert "line 2: the row has phoneNumber and also emailAddress, subject" in stderr
+
+
+def test_lines_parsed_only_when_posted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    parsed_lines: list[int] = []
+    parse_json_line = cli_import.parse_json_line
+
+    def counting_parse(number: int, text: str) -> cli_import.OrderLine:
+        parsed_lines.append(number)
+        return parse_json_line(number, text)
+
+    monkeypatch.setattr(cli_import, "parse_json_line", counting_parse)
+    parsed_at_request: list[int] = []
+
+    def reply(_index: int, _body: dict[str, Any]) -> StubReply:
+        parsed_at_request.append(len(parsed_lines))
+        return StubReply(201)
+
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 50)
+    with order_api_stub(reply) as stub:
+        code, stdout, stderr = run_import_at(stub.url, "key", path, "--concurrency", "1")
+
+    assert code == 0, stderr
+    assert stdout.startswith("50 created, 0 already present, 0 failed, of 50 orders")
+    assert parsed_at_request == list(range(1, 51))
+
+
+def test_jsonl_line_endings_kept(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
+    order = {
+        "recipient": {
+            "recipientSms": {"phoneNumber": "+4799999999", "smsSettings": {"body": "Hei"}}
+        },
+    }
+    lines = [json.dumps({**order, "idempotencyId": f"ending-{n}"}) for n in range(1, 4)]
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(f"{lines[0]}\r\n{lines[1]}\r{lines[2]}\n\n".encode())
+
+    code, stdout, stderr = run_import(server, api_key, path)
+
+    assert code == 0, stderr
+    assert stdout.startswith("3 created, 0 already present, 0 failed, of 3 orders")

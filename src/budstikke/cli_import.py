@@ -14,6 +14,11 @@ email cells. In both formats a line that repeats an earlier line's
 idempotency id is rejected, because the server would return the earlier
 order's ids for it and store nothing. Both formats are read as UTF-8, with
 or without a byte order mark.
+
+The file is read twice and is never held in memory whole. A first pass
+counts the orders and rejects a file that cannot be read, and the second
+reads each order when a worker is ready to post it. Only the idempotency ids stay in
+memory, for the check of repeated ids.
 """
 
 from __future__ import annotations
@@ -102,8 +107,19 @@ def reject_repeated_id(order: OrderLine, first_lines: dict[str, int]) -> OrderLi
     )
 
 
+def count_orders(path: Path, file_format: str) -> int:
+    """Count the orders in a file without keeping them.
+
+    Raises click.UsageError, before any order is posted, for a file that is
+    not UTF-8, has an unknown CSV column, or has a CSV record that cannot be read.
+    """
+    if file_format == "jsonl":
+        return sum(1 for line in read_text_lines(path) if line.strip())
+    return sum(1 for _order in read_order_lines(path, file_format))
+
+
 def read_order_lines(path: Path, file_format: str) -> Iterator[OrderLine]:
-    text = io.StringIO(read_utf8(path), newline="")
+    text = read_text_lines(path)
     if file_format == "jsonl":
         for number, line in enumerate(text, start=1):
             if line.strip():
@@ -154,23 +170,32 @@ def next_csv_record(path: Path, reader: Any) -> list[str] | None:
         ) from None
 
 
-def read_utf8(path: Path) -> str:
-    """Read a UTF-8 file without the byte order mark that Excel writes.
+def read_text_lines(path: Path) -> Iterator[str]:
+    r"""Yield the lines of a UTF-8 file, without the byte order mark that Excel writes.
 
-    Raises click.UsageError naming the line and offset of the first byte
-    that is not UTF-8, such as a Windows-1252 "å".
+    Lines keep their endings and end at "\n", "\r\n" or a lone "\r", as in a
+    file opened with newline="". Raises click.UsageError naming the line and
+    offset of the first byte that is not UTF-8, such as a Windows-1252 "å".
     """
-    data = path.read_bytes()
-    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[start:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        offset = start + error.start
-        line = data.count(b"\n", 0, offset) + 1
-        raise click.UsageError(
-            f"{path}: line {line} is not valid UTF-8 (byte 0x{data[offset]:02x} at offset "
-            f'{offset}); save the file as UTF-8, e.g. as "CSV UTF-8" in Excel'
-        ) from None
+    offset = 0
+    with path.open("rb") as file:
+        # Each chunk ends at b"\n", which is never part of a multi-byte UTF-8
+        # character, so every chunk decodes on its own.
+        for line_number, chunk in enumerate(file, start=1):
+            start = 0
+            if line_number == 1 and chunk.startswith(codecs.BOM_UTF8):
+                start = len(codecs.BOM_UTF8)
+            try:
+                text = chunk[start:].decode("utf-8")
+            except UnicodeDecodeError as error:
+                position = start + error.start
+                raise click.UsageError(
+                    f"{path}: line {line_number} is not valid UTF-8 (byte "
+                    f"0x{chunk[position]:02x} at offset {offset + position}); save the file "
+                    'as UTF-8, e.g. as "CSV UTF-8" in Excel'
+                ) from None
+            offset += len(chunk)
+            yield from io.StringIO(text, newline="")
 
 
 def describe_field_count(found: int, expected: int) -> str:
@@ -302,15 +327,23 @@ async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportT
 
 
 async def import_orders(
-    orders: list[OrderLine], *, api_url: str, api_key: str, concurrency: int, show_progress: bool
+    orders: Iterator[OrderLine],
+    *,
+    order_count: int,
+    api_url: str,
+    api_key: str,
+    concurrency: int,
+    show_progress: bool,
 ) -> ImportTally:
+    """Post the orders with `concurrency` workers, which share the one iterator.
+
+    Each worker takes the next order only when it is ready to post it, so
+    no more than `concurrency` orders are held at once.
+    """
     tally = ImportTally()
-    queue: asyncio.Queue[OrderLine] = asyncio.Queue()
-    for order in orders:
-        queue.put_nowait(order)
     headers = {"Authorization": f"Bearer {api_key}"}
     with click.progressbar(
-        length=len(orders),
+        length=order_count,
         label="importing",
         file=sys.stderr,
         show_pos=True,
@@ -318,8 +351,7 @@ async def import_orders(
     ) as bar:
 
         async def work(client: httpx.AsyncClient) -> None:
-            while not queue.empty():
-                order = queue.get_nowait()
+            for order in orders:
                 await post_order(client, order, tally)
                 bar.update(1)
 
@@ -368,11 +400,12 @@ def import_command(
     """
     client = make_client(api_url, api_key)
     file_format = file_format or guess_format(path)
-    orders = list(read_orders(path, file_format))
+    order_count = count_orders(path, file_format)
     started = time.monotonic()
     tally = asyncio.run(
         import_orders(
-            orders,
+            read_orders(path, file_format),
+            order_count=order_count,
             api_url=client.url,
             api_key=client.key,
             concurrency=concurrency,
@@ -384,7 +417,7 @@ def import_command(
     elapsed = time.monotonic() - started
     click.echo(
         f"{tally.created} created, {tally.existing} already present, {len(tally.failures)} "
-        f"failed, of {len(orders)} orders in {elapsed:.1f} s"
+        f"failed, of {order_count} orders in {elapsed:.1f} s"
     )
     if tally.failures:
         sys.exit(1)
