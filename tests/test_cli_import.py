@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from budstikke import cli_import
 from budstikke.cli import main
 from tests.order_api_stub import StubReply, order_api_stub
-from tests.serve_process import ServeProcess, serve_process
+from tests.serve_process import ServeProcess, free_port, serve_process
 
 API = "/notifications/api/v1/future"
 
@@ -311,3 +312,51 @@ def test_jsonl_line_endings_kept(server: ServeProcess, api_key: str, tmp_path: P
 
     assert code == 0, stderr
     assert stdout.startswith("3 created, 0 already present, 0 failed, of 3 orders")
+
+
+@pytest.mark.parametrize("target", ["closed port", "https to http"])
+def test_unreachable_api_url_stops_import(
+    server: ServeProcess, tmp_path: Path, target: str
+) -> None:
+    if target == "closed port":
+        url = f"http://127.0.0.1:{free_port()}"
+    else:
+        url = server.url.replace("http://", "https://")
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 10)
+
+    started = time.monotonic()
+    code, stdout, stderr = run_import_at(url, "key", path)
+
+    assert code == 1
+    assert time.monotonic() - started < 5
+    assert stdout.startswith("0 created, 0 already present, 0 failed, 10 not posted, of 10")
+    assert stderr.count("cannot connect to budstikke") == 1
+    assert f"cannot connect to budstikke at {url}: ConnectError" in stderr
+    assert "--api-url (BUDSTIKKE_API_URL)" in stderr
+    assert "running the same command again posts the rest" in stderr
+    assert "line " not in stderr
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_api_key_stops_import(
+    server: ServeProcess, api_key: str, tmp_path: Path, status: int
+) -> None:
+    if status == 401:
+        key = "bsk_wrong_key"
+    else:
+        created = server.run_cli(
+            "apikey", "create", "--creator", "ttd", "--scope", "altinn:serviceowner/other"
+        )
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip()
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 10)
+
+    code, stdout, stderr = run_import_at(server.url, key, path)
+
+    assert code == 1
+    assert stdout.startswith("0 created, 0 already present, 0 failed, 10 not posted, of 10")
+    assert stderr.count(f"({status}:") == 1
+    assert "--api-key or BUDSTIKKE_API_KEY" in stderr
+    assert "line " not in stderr

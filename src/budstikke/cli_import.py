@@ -38,7 +38,7 @@ from typing import Any, Final
 import click
 import httpx
 
-from budstikke.cli_client import API_PREFIX, api_options, make_client
+from budstikke.cli_client import API_PREFIX, ApiError, api_options, make_client
 
 CSV_COLUMNS: Final = (
     "idempotencyId",
@@ -59,6 +59,9 @@ EMAIL_ONLY_COLUMNS: Final = ("emailAddress", "senderEmailAddress", "subject", "c
 REQUEST_TIMEOUT_S: Final = 30.0
 # Answers worth another try: rate limit, database unavailable, gateway errors.
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+# Failures to reach the server at all: nothing listening, a TLS handshake
+# with a plain-HTTP port, or no connection within the timeout.
+CONNECTION_FAILURES: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 MAX_ATTEMPTS: Final = 5
 FIRST_RETRY_S: Final = 0.5
 
@@ -72,11 +75,24 @@ class OrderLine:
     error: str = ""
 
 
+class ImportStoppedError(Exception):
+    """A failure that every later order would meet too, such as a wrong --api-url or --api-key.
+
+    The message is the one line shown to the user.
+    """
+
+
 @dataclass(slots=True)
 class ImportTally:
     created: int = 0
     existing: int = 0
     failures: list[str] = field(default_factory=list)
+    # Why the import stopped before it tried every order; empty when it did not stop.
+    stop_reason: str = ""
+
+    @property
+    def posted(self) -> int:
+        return self.created + self.existing
 
 
 def read_orders(path: Path, file_format: str) -> Iterator[OrderLine]:
@@ -288,8 +304,37 @@ def describe_rejection(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {detail}"
 
 
+def describe_connection_failure(api_url: str, error: httpx.HTTPError) -> str:
+    return (
+        f"cannot connect to budstikke at {api_url}: {type(error).__name__}: {error}. Start it "
+        "with `budstikke serve`, or point --api-url (BUDSTIKKE_API_URL) at it, with https:// "
+        "only if it serves TLS."
+    )
+
+
+def describe_key_rejection(response: httpx.Response) -> str:
+    detail = describe_rejection(response).removeprefix("HTTP ")
+    if response.status_code == 401:
+        return (
+            f"the API key was rejected ({detail}). Create one with `budstikke apikey create "
+            "--creator ORG` and pass it with --api-key or BUDSTIKKE_API_KEY."
+        )
+    return (
+        f"the API key may not place orders ({detail}). Pass a key with the scope "
+        "altinn:serviceowner/notifications.create, from `budstikke apikey create --creator "
+        "ORG`, with --api-key or BUDSTIKKE_API_KEY."
+    )
+
+
 async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportTally) -> None:
-    """Post one order, retrying answers and failures that a later attempt may fix."""
+    """Post one order, retrying responses and failures that a later attempt may fix.
+
+    Raises ImportStoppedError for a 401 or 403, and for a connection failure
+    while no order has been posted yet, because every later order would fail
+    the same way. A connection failure after an order was posted is retried,
+    as the server may be restarting. Also raises ImportStoppedError before a
+    retry once another order stopped the import.
+    """
     if order.body is None:
         tally.failures.append(f"line {order.line}: {order.error}")
         return
@@ -304,6 +349,9 @@ async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportT
         try:
             response = await client.post(f"{API_PREFIX}/orders", json=order.body)
         except httpx.HTTPError as error:
+            if isinstance(error, CONNECTION_FAILURES) and tally.posted == 0:
+                api_url = str(client.base_url).rstrip("/")
+                raise ImportStoppedError(describe_connection_failure(api_url, error)) from None
             problem = f"request failed: {type(error).__name__}: {error}"
         else:
             if response.status_code == 201:
@@ -312,6 +360,8 @@ async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportT
             if response.status_code == 200:
                 tally.existing += 1
                 return
+            if response.status_code in (401, 403):
+                raise ImportStoppedError(describe_key_rejection(response))
             problem = describe_rejection(response)
             if response.status_code not in RETRY_STATUSES:
                 tally.failures.append(f"line {order.line}: {problem}")
@@ -324,6 +374,8 @@ async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportT
             return
         await asyncio.sleep(pause_s)
         pause_s *= 2
+        if tally.stop_reason:
+            raise ImportStoppedError(tally.stop_reason)
 
 
 async def import_orders(
@@ -351,8 +403,14 @@ async def import_orders(
     ) as bar:
 
         async def work(client: httpx.AsyncClient) -> None:
-            for order in orders:
-                await post_order(client, order, tally)
+            # After a stop, the other workers finish the request they have in
+            # flight and take no further order.
+            while not tally.stop_reason and (order := next(orders, None)) is not None:
+                try:
+                    await post_order(client, order, tally)
+                except ImportStoppedError as stopped:
+                    tally.stop_reason = tally.stop_reason or str(stopped)
+                    return
                 bar.update(1)
 
         async with httpx.AsyncClient(
@@ -415,12 +473,24 @@ def import_command(
     for failure in sorted(tally.failures, key=line_number):
         click.echo(failure, err=True)
     elapsed = time.monotonic() - started
-    click.echo(
-        f"{tally.created} created, {tally.existing} already present, {len(tally.failures)} "
-        f"failed, of {order_count} orders in {elapsed:.1f} s"
-    )
+    click.echo(summarize(tally, order_count, elapsed))
+    if tally.stop_reason:
+        raise ApiError(
+            f"{tally.stop_reason} The import stopped. Orders already posted stay stored, and "
+            "running the same command again posts the rest."
+        )
     if tally.failures:
         sys.exit(1)
+
+
+def summarize(tally: ImportTally, order_count: int, elapsed_s: float) -> str:
+    counts = (
+        f"{tally.created} created, {tally.existing} already present, {len(tally.failures)} failed"
+    )
+    if tally.stop_reason:
+        not_posted = order_count - tally.posted - len(tally.failures)
+        counts += f", {not_posted} not posted"
+    return f"{counts}, of {order_count} orders in {elapsed_s:.1f} s"
 
 
 def guess_format(path: Path) -> str:
