@@ -32,12 +32,10 @@ class OrderApiStub:
     url: str = ""
     # Monotonic time and idempotencyId of each request, in arrival order.
     requests: list[tuple[float, str]] = field(default_factory=list)
+    # Requests in flight when each request arrived, itself included.
+    in_flight_at_arrival: list[int] = field(default_factory=list)
     in_flight: int = 0
-    max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def ids(self) -> list[str]:
-        return [idempotency_id for _time, idempotency_id in self.requests]
 
 
 @contextmanager
@@ -55,7 +53,7 @@ def order_api_stub(reply: ReplyFunction, *, delay_s: float = 0.0) -> Iterator[Or
                 index = len(stub.requests)
                 stub.requests.append((time.monotonic(), str(body.get("idempotencyId"))))
                 stub.in_flight += 1
-                stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                stub.in_flight_at_arrival.append(stub.in_flight)
             time.sleep(delay_s)
             answer = reply(index, body)
             with stub.lock:

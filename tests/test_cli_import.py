@@ -289,13 +289,13 @@ def test_lines_parsed_only_when_posted(monkeypatch: pytest.MonkeyPatch, tmp_path
         return StubReply(201)
 
     path = tmp_path / "orders.jsonl"
-    write_sms_orders(path, 50)
+    write_sms_orders(path, 20)
     with order_api_stub(reply) as stub:
         code, stdout, stderr = run_import_at(stub.url, "key", path, "--concurrency", "1")
 
     assert code == 0, stderr
-    assert stdout.startswith("50 created, 0 already present, 0 failed, of 50 orders")
-    assert parsed_at_request == list(range(1, 51))
+    assert stdout.startswith("20 created, 0 already present, 0 failed, of 20 orders")
+    assert parsed_at_request == list(range(1, 21))
 
 
 def test_jsonl_line_endings_kept(server: ServeProcess, api_key: str, tmp_path: Path) -> None:
@@ -360,3 +360,87 @@ def test_rejected_api_key_stops_import(
     assert stderr.count(f"({status}:") == 1
     assert "--api-key or BUDSTIKKE_API_KEY" in stderr
     assert "line " not in stderr
+
+
+def rate_limited(
+    retry_after: str | None, detail: str = "The creator's rate is used up."
+) -> StubReply:
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    return StubReply(429, headers, {"title": "Too many requests", "detail": detail})
+
+
+def test_rate_limit_waited_out(tmp_path: Path) -> None:
+    def reply(index: int, _body: dict[str, Any]) -> StubReply:
+        # Six 429 responses per order, more than the attempts of other statuses.
+        return rate_limited("0") if index < 18 else StubReply(201)
+
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 3)
+    with order_api_stub(reply) as stub:
+        code, stdout, stderr = run_import_at(stub.url, "key", path)
+
+    assert code == 0, stderr
+    assert stdout.startswith("3 created, 0 already present, 0 failed, of 3 orders")
+    assert len(stub.requests) == 21
+
+
+def test_rate_limit_hint_in_body_kept(tmp_path: Path) -> None:
+    def reply(index: int, _body: dict[str, Any]) -> StubReply:
+        if index == 0:
+            return rate_limited(None, "The creator's rate is used up. Retry after 1 s.")
+        return StubReply(201)
+
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 1)
+    with order_api_stub(reply) as stub:
+        code, stdout, stderr = run_import_at(stub.url, "key", path)
+
+    assert code == 0, stderr
+    assert stdout.startswith("1 created")
+    (first, _id), (second, _id) = stub.requests
+    assert second - first >= 1.0
+
+
+def test_rate_limit_wait_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(cli_import, "MAX_RATE_LIMIT_WAIT_S", 1.0)
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 1)
+    with order_api_stub(lambda _index, _body: rate_limited("0")) as stub:
+        code, stdout, stderr = run_import_at(stub.url, "key", path)
+
+    assert code == 1
+    assert stdout.startswith("0 created, 0 already present, 1 failed")
+    assert "line 1: HTTP 429: The creator's rate is used up." in stderr
+    assert "(still rate limited after 1 s of waiting)" in stderr
+    last_request, first_request = stub.requests[-1][0], stub.requests[0][0]
+    assert 0.8 <= last_request - first_request <= 1.5
+
+
+def test_unavailable_gets_five_attempts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(cli_import, "FIRST_RETRY_S", 0.01)
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 1)
+    unavailable = StubReply(503, {}, {"title": "Service unavailable"})
+    with order_api_stub(lambda _index, _body: unavailable) as stub:
+        code, _stdout, stderr = run_import_at(stub.url, "key", path)
+
+    assert code == 1
+    assert "line 1: HTTP 503: Service unavailable (after 5 attempts)" in stderr
+    assert len(stub.requests) == 5
+
+
+def test_rate_limit_lowers_requests_in_flight(tmp_path: Path) -> None:
+    def reply(index: int, _body: dict[str, Any]) -> StubReply:
+        return rate_limited("0") if index < 8 else StubReply(201)
+
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 40)
+    # The delay keeps every worker's request open long enough to be counted.
+    with order_api_stub(reply, delay_s=0.2) as stub:
+        code, stdout, stderr = run_import_at(stub.url, "key", path, "--concurrency", "8")
+
+    assert code == 0, stderr
+    assert stdout.startswith("40 created, 0 already present, 0 failed")
+    assert max(stub.in_flight_at_arrival[:8]) >= 6
+    # The 429s halve the limit to 4, and four successes raise it to 5.
+    assert max(stub.in_flight_at_arrival[8:16]) <= 5

@@ -26,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import email.utils
 import io
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +42,7 @@ import click
 import httpx
 
 from budstikke.cli_client import API_PREFIX, ApiError, api_options, make_client
+from budstikke.request_throttle import RequestThrottle
 
 CSV_COLUMNS: Final = (
     "idempotencyId",
@@ -57,13 +61,22 @@ CSV_COLUMNS: Final = (
 # Cells that only an email order uses.
 EMAIL_ONLY_COLUMNS: Final = ("emailAddress", "senderEmailAddress", "subject", "contentType")
 REQUEST_TIMEOUT_S: Final = 30.0
-# Answers worth another try: rate limit, database unavailable, gateway errors.
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+# Responses worth another try within MAX_ATTEMPTS: database unavailable and
+# gateway errors. A 429 is waited out apart, see MAX_RATE_LIMIT_WAIT_S.
+RETRY_STATUSES: Final = frozenset({502, 503, 504})
 # Failures to reach the server at all: nothing listening, a TLS handshake
 # with a plain-HTTP port, or no connection within the timeout.
 CONNECTION_FAILURES: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 MAX_ATTEMPTS: Final = 5
 FIRST_RETRY_S: Final = 0.5
+# A line that still gets 429 after this long fails, so that a limit that
+# lasts hours, such as a per-day one, fails lines instead of stalling the import.
+MAX_RATE_LIMIT_WAIT_S: Final = 600.0
+# Keeps a server that sends "Retry-After: 0" from getting a tight loop.
+MIN_RATE_LIMIT_WAIT_S: Final = 0.1
+# The maximum wait after a 429 that gives no Retry-After.
+MAX_RATE_LIMIT_PAUSE_S: Final = 60.0
+RETRY_HINT: Final = re.compile(r"retry after (\d{1,9}) s", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,56 +339,143 @@ def describe_key_rejection(response: httpx.Response) -> str:
     )
 
 
-async def post_order(client: httpx.AsyncClient, order: OrderLine, tally: ImportTally) -> None:
-    """Post one order, retrying responses and failures that a later attempt may fix.
+async def post_order(
+    client: httpx.AsyncClient, order: OrderLine, tally: ImportTally, throttle: RequestThrottle
+) -> None:
+    """Post one order, or add the reason it cannot be posted to the tally's failures."""
+    problem = describe_unpostable(order)
+    if not problem:
+        problem = await post_with_retries(client, order, tally, throttle)
+    if problem:
+        tally.failures.append(f"line {order.line}: {problem}")
 
-    Raises ImportStoppedError for a 401 or 403, and for a connection failure
-    while no order has been posted yet, because every later order would fail
-    the same way. A connection failure after an order was posted is retried,
-    as the server may be restarting. Also raises ImportStoppedError before a
-    retry once another order stopped the import.
-    """
+
+def describe_unpostable(order: OrderLine) -> str:
     if order.body is None:
-        tally.failures.append(f"line {order.line}: {order.error}")
-        return
+        return order.error
     if not str(order.body.get("idempotencyId") or "").strip():
-        tally.failures.append(
-            f"line {order.line}: idempotencyId is missing; every order needs one so that a "
-            "repeated import does not send it twice"
+        return (
+            "idempotencyId is missing; every order needs one so that a repeated import does "
+            "not send it twice"
         )
-        return
+    return ""
+
+
+async def post_with_retries(
+    client: httpx.AsyncClient, order: OrderLine, tally: ImportTally, throttle: RequestThrottle
+) -> str:
+    """Post the order until it is stored; return why it failed, or "" once it is stored.
+
+    A 429 is waited out for up to MAX_RATE_LIMIT_WAIT_S without using up
+    an attempt. Other retryable responses and failures get MAX_ATTEMPTS
+    attempts. Raises ImportStoppedError for a 401 or 403, and for a
+    connection failure while no order has been posted yet, because every
+    later order would fail the same way. A connection failure after an order
+    was posted is retried, as the server may be restarting. Also raises
+    ImportStoppedError before a retry once another order stopped the import.
+    """
+    assert order.body is not None
+    attempt = 0
     pause_s = FIRST_RETRY_S
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            response = await client.post(f"{API_PREFIX}/orders", json=order.body)
-        except httpx.HTTPError as error:
-            if isinstance(error, CONNECTION_FAILURES) and tally.posted == 0:
-                api_url = str(client.base_url).rstrip("/")
-                raise ImportStoppedError(describe_connection_failure(api_url, error)) from None
-            problem = f"request failed: {type(error).__name__}: {error}"
-        else:
-            if response.status_code == 201:
-                tally.created += 1
-                return
-            if response.status_code == 200:
-                tally.existing += 1
-                return
-            if response.status_code in (401, 403):
-                raise ImportStoppedError(describe_key_rejection(response))
-            problem = describe_rejection(response)
-            if response.status_code not in RETRY_STATUSES:
-                tally.failures.append(f"line {order.line}: {problem}")
-                return
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.isdigit():
-                pause_s = max(pause_s, float(retry_after))
-        if attempt == MAX_ATTEMPTS:
-            tally.failures.append(f"line {order.line}: {problem} (after {attempt} attempts)")
-            return
-        await asyncio.sleep(pause_s)
-        pause_s *= 2
+    rate_limit = RateLimitWaits()
+    while True:
         if tally.stop_reason:
             raise ImportStoppedError(tally.stop_reason)
+        async with throttle.slot():
+            response = await send_order(client, order.body, tally)
+        if isinstance(response, str):
+            problem = response
+        elif response.status_code in (200, 201):
+            record_stored(response, tally)
+            await throttle.record_success()
+            return ""
+        elif response.status_code == 429:
+            wait_s = rate_limit.next_wait_s(response)
+            if wait_s is None:
+                return (
+                    f"{describe_rejection(response)} (still rate limited after "
+                    f"{MAX_RATE_LIMIT_WAIT_S:g} s of waiting)"
+                )
+            throttle.record_rate_limited(wait_s)
+            continue
+        elif response.status_code in RETRY_STATUSES:
+            problem = describe_rejection(response)
+            pause_s = max(pause_s, read_retry_after_s(response) or 0.0)
+        else:
+            return describe_rejection(response)
+        attempt += 1
+        if attempt == MAX_ATTEMPTS:
+            return f"{problem} (after {attempt} attempts)"
+        await asyncio.sleep(pause_s)
+        pause_s *= 2
+
+
+@dataclass(slots=True)
+class RateLimitWaits:
+    """The waits that 429 responses requested for one order."""
+
+    # time.monotonic() after which a 429 fails the order; set by the first 429.
+    deadline: float | None = None
+    # The wait after a 429 that names none; doubles with each such 429.
+    next_pause_s: float = FIRST_RETRY_S
+
+    def next_wait_s(self, response: httpx.Response) -> float | None:
+        """Return the seconds to wait before the next try, or None past the deadline."""
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + MAX_RATE_LIMIT_WAIT_S
+        wait_s = read_retry_after_s(response)
+        if wait_s is None:
+            wait_s = self.next_pause_s
+            self.next_pause_s = min(self.next_pause_s * 2, MAX_RATE_LIMIT_PAUSE_S)
+        wait_s = max(wait_s, MIN_RATE_LIMIT_WAIT_S)
+        return None if now + wait_s > self.deadline else wait_s
+
+
+async def send_order(
+    client: httpx.AsyncClient, body: dict[str, Any], tally: ImportTally
+) -> httpx.Response | str:
+    """Send one POST; return the response, or why no response came.
+
+    Raises ImportStoppedError as post_with_retries describes.
+    """
+    try:
+        response = await client.post(f"{API_PREFIX}/orders", json=body)
+    except httpx.HTTPError as error:
+        if isinstance(error, CONNECTION_FAILURES) and tally.posted == 0:
+            api_url = str(client.base_url).rstrip("/")
+            raise ImportStoppedError(describe_connection_failure(api_url, error)) from None
+        return f"request failed: {type(error).__name__}: {error}"
+    if response.status_code in (401, 403):
+        raise ImportStoppedError(describe_key_rejection(response))
+    return response
+
+
+def record_stored(response: httpx.Response, tally: ImportTally) -> None:
+    if response.status_code == 201:
+        tally.created += 1
+    else:
+        tally.existing += 1
+
+
+def read_retry_after_s(response: httpx.Response) -> float | None:
+    """Return the wait a response requests, in seconds, or None when it gives none.
+
+    The Retry-After header may give seconds or an HTTP date. Without it, a
+    "Retry after N s" in the problem detail, as budstikke writes it, is read.
+    """
+    header = response.headers.get("retry-after", "").strip()
+    if header.isascii() and header.isdigit():
+        return float(header)
+    if header:
+        try:
+            moment = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    match = RETRY_HINT.search(response.text)
+    return float(match.group(1)) if match else None
 
 
 async def import_orders(
@@ -401,13 +501,14 @@ async def import_orders(
         show_pos=True,
         hidden=not show_progress,
     ) as bar:
+        throttle = RequestThrottle(concurrency)
 
         async def work(client: httpx.AsyncClient) -> None:
             # After a stop, the other workers finish the request they have in
             # flight and take no further order.
             while not tally.stop_reason and (order := next(orders, None)) is not None:
                 try:
-                    await post_order(client, order, tally)
+                    await post_order(client, order, tally, throttle)
                 except ImportStoppedError as stopped:
                     tally.stop_reason = tally.stop_reason or str(stopped)
                     return
