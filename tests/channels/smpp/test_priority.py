@@ -43,10 +43,18 @@ async def test_instant_takes_next_slot_early() -> None:
     assert pacer.delay_s(INSTANT) == 0.0
     await pacer.wait(priority=INSTANT)
 
-    # The instant submit took the slot due at 10 ms: the next one is due at
-    # 20 ms, and another instant submit may take it from 10 ms.
-    assert pacer.delay_s(INSTANT) == pytest.approx(0.01)
+    # The instant submit took the slot due at 10 ms, so the next one is due at 20 ms.
+    assert pacer.delay_s(INSTANT) == pytest.approx(0.02)
     assert pacer.delay_s(REGULAR) == pytest.approx(0.02)
+
+
+async def test_instant_submits_alone_stay_spaced() -> None:
+    clock = FakeClock()
+    pacer = Pacer(100.0, clock=clock, instant_share=0.2)
+
+    await pacer.wait(priority=INSTANT)
+
+    assert pacer.delay_s(INSTANT) == pytest.approx(0.01)
 
 
 async def test_early_instant_submits_keep_the_rate() -> None:

@@ -42,9 +42,10 @@ class Pacer:
     Regular submits are also spaced out to at most `1 - instant_share` of
     the current rate, so that share stays free for instant messages. With a
     share kept, an instant submit may also take the next slot up to one
-    interval early, so a full regular schedule does not make it wait for
-    a slot. At most one extra submit goes out within an interval, and the
-    slots after it move back by one interval to keep the rate.
+    interval early when a regular submit took the last one, so a full
+    regular schedule does not make it wait for a slot. Then two submits go
+    out within one interval, and the slots after them move back by one
+    interval to keep the rate. Instant submits alone stay one interval apart.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Pacer:
         self._paused_until = 0.0
         self._regular_share = 1.0 - instant_share
         self._next_regular_at = 0.0
+        self._last_slot_regular = False
         self._instant_waiting = 0
 
     @property
@@ -91,11 +93,12 @@ class Pacer:
     def _may_send_early(self) -> bool:
         """Return whether an instant submit may take the next slot one interval early.
 
-        Only while a share is kept for instant submits, and not on a
-        throttled bind, because its SMSC has just asked for fewer submits.
+        Only right after a regular submit, while a share is kept for instant
+        submits, and not on a throttled bind, because its SMSC has just asked
+        for fewer submits.
         """
         throttled = self._interval_s > self._base_interval_s
-        return self._regular_share < 1.0 and not throttled
+        return self._last_slot_regular and self._regular_share < 1.0 and not throttled
 
     async def wait(
         self, cancel_event: asyncio.Event | None = None, priority: Priority = Priority.INSTANT
@@ -127,6 +130,7 @@ class Pacer:
 
     def _take_slot(self, instant: bool) -> None:
         now = self._clock()
+        self._last_slot_regular = not instant
         if instant and now < self._next_send_at:
             # Taken early: the slot it took was due later, so the next one
             # follows that slot, not now.
