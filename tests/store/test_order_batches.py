@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,12 @@ NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 
 
 async def place(
-    batcher: OrderBatcher, key: str, *, reject: bool = False, recipient: str = "+4799999999"
+    batcher: OrderBatcher,
+    key: str,
+    *,
+    reject: bool = False,
+    recipient: str = "+4799999999",
+    on_stored: Callable[[OrderReceipt], None] | None = None,
 ) -> OrderReceipt:
     async def admit(_connection: AsyncConnection) -> None:
         if reject:
@@ -41,6 +47,7 @@ async def place(
         ),
         now=NOW,
         admit=admit,
+        on_stored=on_stored,
     )
 
 
@@ -83,6 +90,85 @@ async def test_orders_placed_together_share_commit(tmp_path: Path) -> None:
     assert len({receipt.order_id for receipt in receipts}) == 10
     assert keys == sorted(f"key-{n}" for n in range(10))
     assert stored_notifications == 10
+
+
+async def test_stored_orders_reported_before_callers(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(database)
+    batcher = OrderBatcher(database)
+    steps: list[tuple[str, str, asyncio.Task[Any] | None]] = []
+
+    async def order(key: str, *, reject: bool = False) -> None:
+        def on_stored(_receipt: OrderReceipt) -> None:
+            steps.append(("stored", key, asyncio.current_task()))
+
+        await place(batcher, key, reject=reject, on_stored=on_stored)
+        steps.append(("returned", key, asyncio.current_task()))
+
+    try:
+        callers = [
+            asyncio.create_task(order("first")),
+            asyncio.create_task(order("rejected", reject=True)),
+            asyncio.create_task(order("third")),
+        ]
+        await asyncio.wait(callers)
+    finally:
+        await database.dispose()
+
+    assert [(step, key) for step, key, _task in steps] == [
+        ("stored", "first"),
+        ("stored", "third"),
+        ("returned", "first"),
+        ("returned", "third"),
+    ]
+    # The writer's task reported both orders, so neither waited for its caller.
+    assert {task for step, _key, task in steps if step == "stored"}.isdisjoint(callers)
+
+
+async def test_order_of_cancelled_caller_reported(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(database)
+    batcher = OrderBatcher(database)
+    in_transaction, release = asyncio.Event(), asyncio.Event()
+    stored: list[OrderReceipt] = []
+
+    async def admit(_connection: AsyncConnection) -> None:
+        in_transaction.set()
+        await release.wait()
+
+    caller = asyncio.create_task(
+        batcher.create(
+            creator="ttd",
+            idempotency_id="left",
+            senders_reference=None,
+            notification=NewNotification(
+                channel=Channel.SMS,
+                recipient="+4799999999",
+                sender="Kommune",
+                body="Kode",
+                ttl_s=300,
+            ),
+            now=NOW,
+            admit=admit,
+            on_stored=stored.append,
+        )
+    )
+    try:
+        await in_transaction.wait()
+        caller.cancel()
+        release.set()
+        await asyncio.wait({caller})
+        # The writer's transaction goes on without the caller; wait for its commit.
+        async with asyncio.timeout(5):
+            while not stored:
+                await asyncio.sleep(0.01)
+        keys = await stored_keys(database)
+    finally:
+        await database.dispose()
+
+    assert caller.cancelled()
+    assert keys == ["left"]
+    assert [receipt.created for receipt in stored] == [True]
 
 
 async def test_rejected_order_fails_alone(database: Database) -> None:

@@ -177,9 +177,12 @@ class Dispatcher:
         task = self._spawn(self._claim_and_hand_off(notification_id))
         await asyncio.wait({task}, timeout=self.handoff_timeout_s)
 
-    async def hand_off_claimed(self, claimed: ClaimedNotification) -> None:
-        """Like `hand_off_new`, for a notification stored already claimed under `lease`."""
-        task = self._spawn(self._hand_off(claimed))
+    def start_hand_off(self, claimed: ClaimedNotification) -> asyncio.Task[None]:
+        """Start handing off a notification stored already claimed under `lease`."""
+        return self._spawn(self._hand_off(claimed))
+
+    async def wait_for_hand_off(self, task: asyncio.Task[None]) -> None:
+        """Wait for a started hand-off for at most the hand-off timeout. It goes on after that."""
         await asyncio.wait({task}, timeout=self.handoff_timeout_s)
 
     def lease(self) -> Lease:

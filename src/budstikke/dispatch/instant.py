@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -119,6 +120,12 @@ class InstantOrders:
                 connection, creator=creator, recipient_key=key, limits=limits, now=now
             )
 
+        hand_offs: list[asyncio.Task[None]] = []
+
+        def start_hand_off(receipt: OrderReceipt) -> None:
+            if receipt.claimed is not None and self.dispatcher is not None:
+                hand_offs.append(self.dispatcher.start_hand_off(receipt.claimed))
+
         try:
             receipt = await self.orders.create(
                 creator=creator,
@@ -132,6 +139,8 @@ class InstantOrders:
                 lease=self.dispatcher.lease() if hands_off_here and self.dispatcher else None,
                 callback_url=callback_url,
                 admit=admit,
+                # The writer starts the hand-off at the commit, before this task runs again.
+                on_stored=start_hand_off,
             )
         except RateLimitExceededError as error:
             self.log_rate_limited(creator, notification, error)
@@ -147,8 +156,8 @@ class InstantOrders:
                 "recipient": mask_recipient(notification.channel, notification.recipient),
             },
         )
-        if receipt.claimed is not None and self.dispatcher is not None:
-            await self.dispatcher.hand_off_claimed(receipt.claimed)
+        if hand_offs and self.dispatcher is not None:
+            await self.dispatcher.wait_for_hand_off(hand_offs[0])
         elif receipt.created and self.dispatcher is not None:
             await self.dispatcher.hand_off_new(receipt.notification_ids[0])
         return receipt
