@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,9 @@ async def place(
     reject: bool = False,
     recipient: str = "+4799999999",
     on_stored: Callable[[OrderReceipt], None] | None = None,
+    admit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> OrderReceipt:
-    async def admit(_connection: AsyncConnection) -> None:
+    async def reject_if_asked(_connection: AsyncConnection) -> None:
         if reject:
             raise RateLimitExceededError("creator", 1, f"order {key} is over the limit")
 
@@ -46,7 +47,7 @@ async def place(
             channel=Channel.SMS, recipient=recipient, sender="Kommune", body="Kode", ttl_s=300
         ),
         now=NOW,
-        admit=admit,
+        admit=admit or reject_if_asked,
         on_stored=on_stored,
     )
 
@@ -136,23 +137,7 @@ async def test_order_of_cancelled_caller_reported(tmp_path: Path) -> None:
         in_transaction.set()
         await release.wait()
 
-    caller = asyncio.create_task(
-        batcher.create(
-            creator="ttd",
-            idempotency_id="left",
-            senders_reference=None,
-            notification=NewNotification(
-                channel=Channel.SMS,
-                recipient="+4799999999",
-                sender="Kommune",
-                body="Kode",
-                ttl_s=300,
-            ),
-            now=NOW,
-            admit=admit,
-            on_stored=stored.append,
-        )
-    )
+    caller = asyncio.create_task(place(batcher, "left", admit=admit, on_stored=stored.append))
     try:
         await in_transaction.wait()
         caller.cancel()
@@ -169,6 +154,35 @@ async def test_order_of_cancelled_caller_reported(tmp_path: Path) -> None:
     assert caller.cancelled()
     assert keys == ["left"]
     assert [receipt.created for receipt in stored] == [True]
+
+
+async def test_failing_on_stored_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(database)
+    batcher = OrderBatcher(database)
+
+    def fail(_receipt: OrderReceipt) -> None:
+        raise RuntimeError("no dispatcher")
+
+    try:
+        async with asyncio.timeout(5):
+            receipts = await asyncio.gather(
+                place(batcher, "first", on_stored=fail), place(batcher, "second")
+            )
+        keys = await stored_keys(database)
+    finally:
+        await database.dispose()
+
+    assert [receipt.created for receipt in receipts] == [True, True]
+    assert keys == ["first", "second"]
+    failures = [
+        getattr(record, "order_id", None)
+        for record in caplog.records
+        if getattr(record, "event", None) == "order_stored_callback_failed"
+    ]
+    assert failures == [str(receipts[0].order_id)]
 
 
 async def test_rejected_order_fails_alone(database: Database) -> None:

@@ -21,6 +21,7 @@ PostgreSQL runs concurrent transactions, so there each order keeps its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from budstikke.store.prepared import inline_sqlite_connection
 from budstikke.store.records import NewNotification, OrderReceipt
 
 SAVEPOINT = "instant_order"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,7 @@ class OrderBatcher:
         """Store an order with its notification, under the contract of `create_instant_order`.
 
         `on_stored` gets the receipt once the order is committed, before this
-        returns. It must not raise.
+        returns. What it raises is logged, and the order's receipt is returned.
         """
         if not self.database.is_sqlite:
             stored = await create_instant_order(
@@ -157,9 +160,23 @@ class OrderBatcher:
             # Also for a caller cancelled during the transaction, because its
             # order is stored and a retry of the request returns it.
             if order.on_stored is not None:
-                order.on_stored(outcome)
+                report_stored(order.on_stored, outcome)
             if not order.receipt.done():
                 order.receipt.set_result(outcome)
+
+
+def report_stored(on_stored: Callable[[OrderReceipt], None], receipt: OrderReceipt) -> None:
+    """Call a caller's `on_stored` and log what it raises.
+
+    The batch's other callers still get their receipts, and this caller too.
+    """
+    try:
+        on_stored(receipt)
+    except Exception:
+        logger.exception(
+            "instant order stored, but starting its hand-off failed",
+            extra={"event": "order_stored_callback_failed", "order_id": str(receipt.order_id)},
+        )
 
 
 async def store_in_savepoint(
