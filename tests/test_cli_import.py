@@ -411,9 +411,21 @@ def test_rate_limit_wait_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert code == 1
     assert stdout.startswith("0 created, 0 already present, 1 failed")
     assert "line 1: HTTP 429: The creator's rate is used up." in stderr
-    assert "(still rate limited after 1 s of waiting)" in stderr
+    assert "(rate limited: waited 1 s, and the server requests " in stderr
+    assert "past the 1 s this import waits for one order" in stderr
     last_request, first_request = stub.requests[-1][0], stub.requests[0][0]
     assert 0.8 <= last_request - first_request <= 1.5
+
+
+def test_long_rate_limit_fails_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "orders.jsonl"
+    write_sms_orders(path, 1)
+    with order_api_stub(lambda _index, _body: rate_limited("3600")) as stub:
+        code, _stdout, stderr = run_import_at(stub.url, "key", path)
+
+    assert code == 1
+    assert len(stub.requests) == 1
+    assert "(rate limited: waited 0 s, and the server requests 3600 s more" in stderr
 
 
 def test_unavailable_gets_five_attempts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

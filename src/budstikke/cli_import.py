@@ -392,10 +392,7 @@ async def post_with_retries(
         elif response.status_code == 429:
             wait_s = rate_limit.next_wait_s(response)
             if wait_s is None:
-                return (
-                    f"{describe_rejection(response)} (still rate limited after "
-                    f"{MAX_RATE_LIMIT_WAIT_S:g} s of waiting)"
-                )
+                return f"{describe_rejection(response)} ({rate_limit.describe_end()})"
             throttle.record_rate_limited(wait_s)
             continue
         elif response.status_code in RETRY_STATUSES:
@@ -418,6 +415,8 @@ class RateLimitWaits:
     deadline: float | None = None
     # The wait after a 429 that names none; doubles with each such 429.
     next_pause_s: float = FIRST_RETRY_S
+    # The wait the latest 429 requested.
+    requested_s: float = 0.0
 
     def next_wait_s(self, response: httpx.Response) -> float | None:
         """Return the seconds to wait before the next try, or None past the deadline."""
@@ -429,7 +428,18 @@ class RateLimitWaits:
             wait_s = self.next_pause_s
             self.next_pause_s = min(self.next_pause_s * 2, MAX_RATE_LIMIT_PAUSE_S)
         wait_s = max(wait_s, MIN_RATE_LIMIT_WAIT_S)
+        self.requested_s = wait_s
         return None if now + wait_s > self.deadline else wait_s
+
+    def describe_end(self) -> str:
+        """Describe why the waiting ended, for an order that failed on a 429."""
+        assert self.deadline is not None
+        waited_s = time.monotonic() - (self.deadline - MAX_RATE_LIMIT_WAIT_S)
+        return (
+            f"rate limited: waited {waited_s:.0f} s, and the server requests {self.requested_s:g} "
+            f"s more, past the {MAX_RATE_LIMIT_WAIT_S:g} s this import waits for one order. "
+            "Import the file again later: stored orders are not sent twice"
+        )
 
 
 async def send_order(
