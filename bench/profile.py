@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=("sms", "email", "whoami"), default="sms")
     parser.add_argument("--provider", choices=("outbox", "smpp", "smtp"), default="outbox")
     parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--out", default="/tmp/budstikke-profile.txt")
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument("--idle", action="store_true", help="keep samples of waiting threads")

@@ -43,8 +43,8 @@ class Pacer:
     the current rate, so that share stays free for instant messages. With a
     share kept, an instant submit may also take the next slot up to one
     interval early when a regular submit took the last one, so a full
-    regular schedule does not make it wait for a slot. Then two submits go
-    out within one interval, and the slots after them move back by one
+    regular schedule does not make it wait for a slot. That adds one submit
+    to a burst within one interval, and the slots after it move back by one
     interval to keep the rate. Instant submits alone stay one interval apart.
     """
 
@@ -146,9 +146,10 @@ class Pacer:
 
         A slot taken up to CATCH_UP_S late is followed one interval after it
         was due, so the lateness is made up. Over any span of time the
-        submits exceed the rate by at most CATCH_UP_S worth, sent as a short
-        burst. After an idle spell or a later wake-up, and while throttling
-        has slowed the bind, the next slot is one interval from now.
+        submits exceed the rate by at most CATCH_UP_S worth plus one early
+        instant submit, sent as a short burst. After an idle spell or a
+        later wake-up, and while throttling has slowed the bind, the next
+        slot is one interval from now.
         """
         throttled = self._interval_s > self._base_interval_s
         if throttled or now - due_at > CATCH_UP_S:
