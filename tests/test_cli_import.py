@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -125,7 +126,28 @@ def test_unknown_csv_column_is_named(server: ServeProcess, api_key: str, tmp_pat
     path.write_text("idempotencyId,phone\nx,+4799999999\n")
     code, _stdout, stderr = run_import(server, api_key, path)
     assert code == 2
-    assert "unknown CSV column(s) phone" in stderr
+    assert "unknown CSV column(s) 'phone'" in stderr
+
+
+def test_semicolon_header_gets_hint(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("\ufeffidempotencyId;phoneNumber;body\nx;+4799999999;Hei\n", encoding="utf-8")
+
+    with pytest.raises(click.UsageError) as caught:
+        list(cli_import.read_orders(path, "csv"))
+
+    assert "unknown CSV column(s) 'idempotencyId;phoneNumber;body'" in caught.value.message
+    assert "separated by semicolons; save the file with commas" in caught.value.message
+
+
+def test_json_error_names_column() -> None:
+    line = cli_import.parse_json_line(3, '{"idempotencyId": "a", "body": "b"\n')
+
+    assert line.body is None
+    assert line.error == (
+        "not valid JSON at column 35: Expecting ',' delimiter. Each line must be one complete "
+        "JSON object"
+    )
 
 
 def test_csv_row_field_count_checked(server: ServeProcess, api_key: str, tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_add_checks_the_url(tmp_path: Path) -> None:
     )
 
     assert http.returncode == 2
-    assert "the operator has not allowed http" in http.stderr
+    assert "http is allowed only with BUDSTIKKE_WEBHOOK_ALLOW_HTTP=true" in http.stderr
     assert private.returncode == 2
     assert "10.0.0.5 is a private address" in private.stderr
     assert allowed.returncode == 0, allowed.stderr

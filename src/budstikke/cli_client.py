@@ -336,7 +336,10 @@ def send_sms(
     api_key: str | None,
     as_json: bool,
 ) -> None:
-    """Send TEXT as an SMS to NUMBER (E.164, e.g. +4799999999); TEXT "-" reads standard input."""
+    """Send TEXT as an SMS to NUMBER in E.164 form, such as +4799999999.
+
+    TEXT "-" reads standard input.
+    """
     client = make_client(api_url, api_key)
     settings: dict[str, Any] = {"body": read_text(text)}
     if sender:

@@ -161,8 +161,8 @@ def read_order_lines(path: Path, file_format: str) -> Iterator[OrderLine]:
     unknown = set(header) - set(CSV_COLUMNS)
     if unknown:
         raise click.UsageError(
-            f"{path}: unknown CSV column(s) {', '.join(sorted(unknown))}; the columns are "
-            f"{', '.join(CSV_COLUMNS)}"
+            f"{path}: unknown CSV column(s) {', '.join(repr(name) for name in sorted(unknown))}. "
+            f"The columns are {', '.join(CSV_COLUMNS)}{describe_separator_hint(header)}"
         )
     while (values := next_csv_record(path, reader)) is not None:
         if not values:
@@ -245,9 +245,23 @@ def reject_json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def describe_separator_hint(header: list[str]) -> str:
+    """Return a hint for a header written with semicolons, as spreadsheets in many locales do."""
+    if len(header) == 1 and ";" in header[0]:
+        return ". The values are separated by semicolons; save the file with commas instead"
+    return ""
+
+
 def parse_json_line(number: int, text: str) -> OrderLine:
     try:
-        body = json.loads(text, parse_constant=reject_json_constant)
+        body = json.loads(text.rstrip("\r\n"), parse_constant=reject_json_constant)
+    except json.JSONDecodeError as error:
+        return OrderLine(
+            number,
+            None,
+            f"not valid JSON at column {error.colno}: {error.msg}. Each line must be one "
+            "complete JSON object",
+        )
     except ValueError as error:
         return OrderLine(number, None, f"not valid JSON: {error}")
     except RecursionError:

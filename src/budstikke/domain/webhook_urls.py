@@ -102,7 +102,9 @@ def parse_webhook_url(raw: str, *, allow_http: bool) -> WebhookUrl:
     scheme = parts.scheme.lower()
     allowed_schemes = ("https", "http") if allow_http else ("https",)
     if scheme not in allowed_schemes:
-        hint = "" if allow_http else " (the operator has not allowed http)"
+        hint = ""
+        if not allow_http:
+            hint = " (http is allowed only with BUDSTIKKE_WEBHOOK_ALLOW_HTTP=true)"
         raise InvalidWebhookUrlError(
             f"the URL must start with {' or '.join(s + '://' for s in allowed_schemes)}; "
             f"got {raw[:40]!r}{hint}"
