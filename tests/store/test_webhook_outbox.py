@@ -274,6 +274,29 @@ async def test_claim_per_endpoint_limit_alone(database: Database) -> None:
     assert per_endpoint.count(second_endpoint.id) == 2
 
 
+async def test_claim_shares_apply_per_call(database: Database) -> None:
+    endpoint, _ = await create_endpoint(database, creator="ttd", url=URL, now=NOW)
+    for key in "abcd":
+        await new_order(database, key)
+
+    def claim(worker_id: str, per_endpoint: int) -> Any:
+        return claim_due(
+            database,
+            worker_id=worker_id,
+            now=NOW,
+            lease_until=NOW + LEASE,
+            limit=10,
+            per_endpoint=per_endpoint,
+        )
+
+    first = await claim("w1", 1)
+    # One delivery is in flight, so a share of 3 leaves room for two more.
+    second = await claim("w2", 3)
+
+    assert [item.endpoint_id for item in first] == [endpoint.id]
+    assert [item.endpoint_id for item in second] == [endpoint.id, endpoint.id]
+
+
 async def test_claim_takes_at_most_the_limit(database: Database) -> None:
     await create_endpoint(database, creator="ttd", url=URL, now=NOW)
     for key in "abcd":
