@@ -171,7 +171,7 @@ def claim_statement(*, skip_locked: bool, per_endpoint: bool, per_creator: bool)
     parameters are now, claim_limit, per_endpoint, per_creator (each used
     only where its flag is set), worker_id and lease_until.
     """
-    now = bindparam("now", type_=UtcDateTime)
+    now = bindparam("now", type_=UtcDateTime())
     candidates = select(webhook_deliveries.c.id).where(
         webhook_deliveries.c.id.in_(
             select_claimable(
@@ -193,7 +193,7 @@ def claim_statement(*, skip_locked: bool, per_endpoint: bool, per_creator: bool)
         .where(delivery.id.in_(select(picked.c.id)), due_condition(now))
         .values(
             lease_owner=bindparam("worker_id", type_=String),
-            lease_expires_at=bindparam("lease_until", type_=UtcDateTime),
+            lease_expires_at=bindparam("lease_until", type_=UtcDateTime()),
             attempts=delivery.attempts + 1,
             first_attempt_at=func.coalesce(delivery.first_attempt_at, now),
         )
