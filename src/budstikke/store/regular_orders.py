@@ -11,6 +11,7 @@ so two workers never expand the same order.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Integer, Select, String, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from budstikke.domain.daytime import is_daytime, next_daytime
 from budstikke.domain.statuses import NEW_STATUS, Channel, OrderStatus, OrderType, Priority
@@ -28,6 +30,7 @@ from budstikke.store.database import Database
 from budstikke.store.feed import append_feed_entry
 from budstikke.store.orders import REPORT_GRACE_S
 from budstikke.store.tables import notifications, orders, regular_orders
+from budstikke.store.types import UtcDateTime
 from budstikke.store.webhook_events import (
     NotificationChange,
     record_notification_events,
@@ -244,6 +247,64 @@ def send_window(order: DueRegularOrder, now: datetime) -> tuple[datetime, dateti
     return due_at, due_at + timedelta(seconds=REGULAR_EXPIRY_S)
 
 
+# The statements of every pass of the regular order processor are built
+# once, because building them took about 0.4 and 0.6 ms of CPU on the event
+# loop for each pass, five times a second even when nothing is due.
+
+
+@functools.cache
+def count_claimable_statement(*, daytime: bool) -> Select[int]:
+    """Build the count of claimable regular notifications, with now and count_limit bound."""
+    now = bindparam("now", type_=UtcDateTime())
+    claimable = and_(
+        notifications.c.status.in_([status.value for status in NEW_STATUS.values()]),
+        notifications.c.priority == int(Priority.REGULAR),
+        notifications.c.due_at <= now,
+        notifications.c.expires_at > now,
+    )
+    if not daytime:
+        claimable = and_(claimable, notifications.c.daytime_only.is_(False))
+    limit = bindparam("count_limit", type_=Integer())
+    rows = select(notifications.c.id).where(claimable).limit(limit).subquery()
+    return select(func.count()).select_from(rows)
+
+
+@functools.cache
+def claim_orders_statement(*, skip_locked: bool) -> ReturningUpdate[Any]:
+    """Build the UPDATE that leases due orders.
+
+    The bound parameters are now, claim_limit, worker_id and lease_until.
+    """
+    now = bindparam("now", type_=UtcDateTime())
+    due = and_(
+        regular_orders.c.process_after <= now,
+        or_(
+            regular_orders.c.lease_expires_at.is_(None),
+            regular_orders.c.lease_expires_at < now,
+        ),
+    )
+    candidates = (
+        select(regular_orders.c.order_id)
+        .where(due)
+        .order_by(regular_orders.c.process_after)
+        .limit(bindparam("claim_limit", type_=Integer()))
+    )
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True)
+    # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL
+    # may run it again for each row, and SKIP LOCKED then claims every row.
+    picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    return (
+        update(regular_orders)
+        .where(regular_orders.c.order_id.in_(select(picked.c.order_id)), due)
+        .values(
+            lease_owner=bindparam("worker_id", type_=String()),
+            lease_expires_at=bindparam("lease_until", type_=UtcDateTime()),
+        )
+        .returning(*regular_orders.c)
+    )
+
+
 class RegularOrderStore:
     """The writes that move a regular order from Order_Registered to its notification."""
 
@@ -252,19 +313,10 @@ class RegularOrderStore:
 
     async def count_claimable_notifications(self, *, now: datetime, limit: int) -> int:
         """Count regular notifications that workers could claim now, counting to `limit` at most."""
-        claimable = and_(
-            notifications.c.status.in_([status.value for status in NEW_STATUS.values()]),
-            notifications.c.priority == int(Priority.REGULAR),
-            notifications.c.due_at <= now,
-            notifications.c.expires_at > now,
-        )
-        if not is_daytime(now):
-            claimable = and_(claimable, notifications.c.daytime_only.is_(False))
-        rows = select(notifications.c.id).where(claimable).limit(limit).subquery()
+        statement = count_claimable_statement(daytime=is_daytime(now))
         async with self.database.read() as connection:
-            return int(
-                (await connection.execute(select(func.count()).select_from(rows))).scalar_one()
-            )
+            result = await connection.execute(statement, {"now": now, "count_limit": limit})
+            return int(result.scalar_one())
 
     async def claim_due(
         self, *, worker_id: str, now: datetime, lease_until: datetime, limit: int
@@ -273,33 +325,15 @@ class RegularOrderStore:
 
         An order leased by a worker that died is claimed again once its lease ends.
         """
-        due = and_(
-            regular_orders.c.process_after <= now,
-            or_(
-                regular_orders.c.lease_expires_at.is_(None),
-                regular_orders.c.lease_expires_at < now,
-            ),
-        )
-        candidates = (
-            select(regular_orders.c.order_id)
-            .where(due)
-            .order_by(regular_orders.c.process_after)
-            .limit(limit)
-        )
-        if not self.database.is_sqlite:
-            candidates = candidates.with_for_update(skip_locked=True)
-        # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL
-        # may run it again for each row, and SKIP LOCKED then claims every row.
-        picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+        statement = claim_orders_statement(skip_locked=not self.database.is_sqlite)
+        parameters = {
+            "now": now,
+            "claim_limit": limit,
+            "worker_id": worker_id,
+            "lease_until": lease_until,
+        }
         async with self.database.write() as connection:
-            rows = (
-                await connection.execute(
-                    update(regular_orders)
-                    .where(regular_orders.c.order_id.in_(select(picked.c.order_id)), due)
-                    .values(lease_owner=worker_id, lease_expires_at=lease_until)
-                    .returning(*regular_orders.c)
-                )
-            ).all()
+            rows = (await connection.execute(statement, parameters)).all()
             if not rows:
                 return []
             ids = [row.order_id for row in rows]
