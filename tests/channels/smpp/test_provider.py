@@ -291,11 +291,17 @@ async def test_failing_sink_makes_smsc_resend(smsc: DevSmsc, start_provider: Sta
         await original_sink(report)  # type: ignore[arg-type]
 
     harness.provider._report_sink = flaky_sink
+
+    def answers() -> list[int]:
+        return [r.pdu.command_status for r in smsc.received if isinstance(r.pdu, DeliverSmResp)]
+
     await harness.provider.hand_off(make_sms())
     await harness.wait_for_reports(1)
+    # The sink returns before the session writes deliver_sm_resp, so the
+    # SMSC may not have read the second answer yet.
+    await wait_until(lambda: len(answers()) == 2)
 
-    answers = [r.pdu.command_status for r in smsc.received if isinstance(r.pdu, DeliverSmResp)]
-    assert answers == [0x64, 0]
+    assert answers() == [0x64, 0]
     assert len(harness.reports) == 1
 
 
