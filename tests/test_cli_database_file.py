@@ -38,6 +38,7 @@ def test_new_database_file_is_private(tmp_path: Path, permissive_umask: None) ->
     assert migrated.returncode == 0, migrated.stderr
     assert created.returncode == 0, created.stderr
     database = data_dir / "budstikke.db"
+    assert f"database: {database.resolve()}\n" in created.stderr
     assert file_mode(data_dir) == 0o700
     assert file_mode(database) == 0o600
     assert "readable by other users" not in migrated.stderr

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from textwrap import wrap
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -365,10 +366,23 @@ def apikey_create(creator: str, scopes: tuple[str, ...]) -> None:
             database, creator=creator, scopes=tuple(scopes), now=datetime.now(UTC)
         )
     )
-    click.echo(f"id:      {record.id}", err=True)
-    click.echo(f"creator: {record.creator}", err=True)
+    click.echo(f"id:       {record.id}", err=True)
+    click.echo(f"creator:  {record.creator}", err=True)
+    # A key stored in another database is unknown to the running service,
+    # as when this runs in another folder than the service's.
+    click.echo(f"database: {describe_database(settings_or_exit())}", err=True)
     click.echo("The key is shown only now; store it safely:", err=True)
     click.echo(key)
+
+
+def describe_database(settings: Settings) -> str:
+    """Return where the settings' database is: a SQLite file's full path, else its URL."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return str(Path(url.database).resolve())
+    return url.render_as_string(hide_password=True)
 
 
 @apikey.command("list")
