@@ -84,6 +84,17 @@ def test_summary_written_when_window_ends() -> None:
     assert "repeated 3 more times in 61 s" in summary.getMessage()
 
 
+def test_single_repeat_is_singular() -> None:
+    collected = Collected(window_s=60)
+    for _ in range(2):
+        collected.passes(make_record())
+
+    collected.clock.now += 61
+    collected.filter.flush_expired()
+
+    assert "repeated 1 more time in 61 s" in collected.summaries[0].getMessage()
+
+
 def test_failure_after_window_is_written_again() -> None:
     collected = Collected(window_s=60)
     collected.passes(make_record())
