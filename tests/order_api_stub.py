@@ -55,12 +55,12 @@ def order_api_stub(reply: ReplyFunction, *, delay_s: float = 0.0) -> Iterator[Or
                 stub.in_flight += 1
                 stub.in_flight_at_arrival.append(stub.in_flight)
             time.sleep(delay_s)
-            answer = reply(index, body)
+            scripted = reply(index, body)
             with stub.lock:
                 stub.in_flight -= 1
-            payload = json.dumps(answer.body).encode()
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
+            payload = json.dumps(scripted.body).encode()
+            self.send_response(scripted.status)
+            for name, value in scripted.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Type", "application/problem+json")
             self.send_header("Content-Length", str(len(payload)))

@@ -53,14 +53,14 @@ async def test_slot_waits_out_pause() -> None:
 async def test_slot_holds_requests_over_limit() -> None:
     throttle = RequestThrottle(2)
     throttle.record_rate_limited(0)
-    most_in_flight = 0
+    max_in_flight_seen = 0
 
     async def request() -> None:
-        nonlocal most_in_flight
+        nonlocal max_in_flight_seen
         async with throttle.slot():
-            most_in_flight = max(most_in_flight, throttle.in_flight)
+            max_in_flight_seen = max(max_in_flight_seen, throttle.in_flight)
             await asyncio.sleep(0.01)
 
     await asyncio.gather(*(request() for _ in range(5)))
 
-    assert most_in_flight == 1
+    assert max_in_flight_seen == 1

@@ -272,9 +272,9 @@ def purge(older_than: str, dry_run: bool) -> None:
         f"{cutoff.strftime('%Y-%m-%dT%H:%M:%SZ')}"
     )
     if result.not_final:
-        kept = "would keep" if verb == "would remove" else "kept"
+        keep_verb = "would keep" if verb == "would remove" else "kept"
         click.echo(
-            f"{kept} {result.not_final} older orders that are not final yet. A later purge "
+            f"{keep_verb} {result.not_final} older orders that are not final yet. A later purge "
             "removes them once they are final",
             err=True,
         )

@@ -35,7 +35,7 @@ async def place(
     on_stored: Callable[[OrderReceipt], None] | None = None,
     admit: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> OrderReceipt:
-    async def reject_if_asked(_connection: AsyncConnection) -> None:
+    async def reject_when_set(_connection: AsyncConnection) -> None:
         if reject:
             raise RateLimitExceededError("creator", 1, f"order {key} is over the limit")
 
@@ -47,7 +47,7 @@ async def place(
             channel=Channel.SMS, recipient=recipient, sender="Kommune", body="Kode", ttl_s=300
         ),
         now=NOW,
-        admit=admit or reject_if_asked,
+        admit=admit or reject_when_set,
         on_stored=on_stored,
     )
 

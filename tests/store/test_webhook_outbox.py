@@ -279,19 +279,13 @@ async def test_claim_shares_apply_per_call(database: Database) -> None:
     for key in "abcd":
         await new_order(database, key)
 
-    def claim(worker_id: str, per_endpoint: int) -> Any:
-        return claim_due(
-            database,
-            worker_id=worker_id,
-            now=NOW,
-            lease_until=NOW + LEASE,
-            limit=10,
-            per_endpoint=per_endpoint,
-        )
-
-    first = await claim("w1", 1)
+    first = await claim_due(
+        database, worker_id="w1", now=NOW, lease_until=NOW + LEASE, limit=10, per_endpoint=1
+    )
     # One delivery is in flight, so a share of 3 leaves room for two more.
-    second = await claim("w2", 3)
+    second = await claim_due(
+        database, worker_id="w2", now=NOW, lease_until=NOW + LEASE, limit=10, per_endpoint=3
+    )
 
     assert [item.endpoint_id for item in first] == [endpoint.id]
     assert [item.endpoint_id for item in second] == [endpoint.id, endpoint.id]

@@ -184,7 +184,7 @@ def claim_statement(*, skip_locked: bool, per_endpoint: bool, per_creator: bool)
     )
     if skip_locked:
         candidates = candidates.with_for_update(skip_locked=True, of=webhook_deliveries)
-    # A materialized CTE runs the LIMIT once; as `IN (subquery)` PostgreSQL may
+    # A materialized CTE runs the LIMIT once. As `IN (subquery)` PostgreSQL may
     # run it again for each row, and SKIP LOCKED then claims more than `limit`.
     picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     delivery = webhook_deliveries.c

@@ -298,7 +298,7 @@ async def test_failing_sink_makes_smsc_resend(smsc: DevSmsc, start_provider: Sta
     await harness.provider.hand_off(make_sms())
     await harness.wait_for_reports(1)
     # The sink returns before the session writes deliver_sm_resp, so the
-    # SMSC may not have read the second answer yet.
+    # SMSC may not have read the second deliver_sm_resp yet.
     await wait_until(lambda: len(answers()) == 2)
 
     assert answers() == [0x64, 0]
