@@ -157,23 +157,18 @@ async def test_order_of_cancelled_caller_reported(tmp_path: Path) -> None:
 
 
 async def test_failing_on_stored_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-    await upgrade_to_head(database)
     batcher = OrderBatcher(database)
 
     def fail(_receipt: OrderReceipt) -> None:
         raise RuntimeError("no dispatcher")
 
-    try:
-        async with asyncio.timeout(5):
-            receipts = await asyncio.gather(
-                place(batcher, "first", on_stored=fail), place(batcher, "second")
-            )
-        keys = await stored_keys(database)
-    finally:
-        await database.dispose()
+    async with asyncio.timeout(5):
+        receipts = await asyncio.gather(
+            place(batcher, "first", on_stored=fail), place(batcher, "second")
+        )
+    keys = await stored_keys(database)
 
     assert [receipt.created for receipt in receipts] == [True, True]
     assert keys == ["first", "second"]

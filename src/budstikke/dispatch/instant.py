@@ -120,11 +120,12 @@ class InstantOrders:
                 connection, creator=creator, recipient_key=key, limits=limits, now=now
             )
 
-        hand_offs: list[asyncio.Task[None]] = []
+        hand_off: asyncio.Task[None] | None = None
 
         def start_hand_off(receipt: OrderReceipt) -> None:
+            nonlocal hand_off
             if receipt.claimed is not None and self.dispatcher is not None:
-                hand_offs.append(self.dispatcher.start_hand_off(receipt.claimed))
+                hand_off = self.dispatcher.start_hand_off(receipt.claimed)
 
         try:
             receipt = await self.orders.create(
@@ -139,7 +140,8 @@ class InstantOrders:
                 lease=self.dispatcher.lease() if hands_off_here and self.dispatcher else None,
                 callback_url=callback_url,
                 admit=admit,
-                # The writer starts the hand-off at the commit, before this task runs again.
+                # On SQLite the batch writer starts the hand-off at the commit,
+                # before this task runs again.
                 on_stored=start_hand_off,
             )
         except RateLimitExceededError as error:
@@ -156,8 +158,8 @@ class InstantOrders:
                 "recipient": mask_recipient(notification.channel, notification.recipient),
             },
         )
-        if hand_offs and self.dispatcher is not None:
-            await self.dispatcher.wait_for_hand_off(hand_offs[0])
+        if hand_off is not None and self.dispatcher is not None:
+            await self.dispatcher.wait_for_hand_off(hand_off)
         elif receipt.created and self.dispatcher is not None:
             await self.dispatcher.hand_off_new(receipt.notification_ids[0])
         return receipt

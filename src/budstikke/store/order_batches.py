@@ -98,7 +98,7 @@ class OrderBatcher:
                 admit=admit,
             )
             if on_stored is not None:
-                on_stored(stored)
+                report_stored(on_stored, stored)
             return stored
 
         store = partial(

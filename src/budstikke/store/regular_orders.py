@@ -28,6 +28,7 @@ from budstikke.domain.daytime import is_daytime, next_daytime
 from budstikke.domain.statuses import NEW_STATUS, Channel, OrderStatus, OrderType, Priority
 from budstikke.store.database import Database
 from budstikke.store.feed import append_feed_entry
+from budstikke.store.notifications import NEW_STATUSES
 from budstikke.store.orders import REPORT_GRACE_S
 from budstikke.store.tables import notifications, orders, regular_orders
 from budstikke.store.types import UtcDateTime
@@ -257,7 +258,7 @@ def count_claimable_statement(*, daytime: bool) -> Select[int]:
     """Build the count of claimable regular notifications, with now and count_limit bound."""
     now = bindparam("now", type_=UtcDateTime())
     claimable = and_(
-        notifications.c.status.in_([status.value for status in NEW_STATUS.values()]),
+        notifications.c.status.in_(NEW_STATUSES),
         notifications.c.priority == int(Priority.REGULAR),
         notifications.c.due_at <= now,
         notifications.c.expires_at > now,

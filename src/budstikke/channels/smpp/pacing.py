@@ -77,6 +77,11 @@ class Pacer:
         return self._interval_s
 
     @property
+    def _throttled(self) -> bool:
+        """Whether throttling responses have slowed the bind below its configured rate."""
+        return self._interval_s > self._base_interval_s
+
+    @property
     def paused_until(self) -> float:
         return self._paused_until
 
@@ -97,8 +102,7 @@ class Pacer:
         submits, and not on a throttled bind, because its SMSC has just asked
         for fewer submits.
         """
-        throttled = self._interval_s > self._base_interval_s
-        return self._last_slot_regular and self._regular_share < 1.0 and not throttled
+        return self._last_slot_regular and self._regular_share < 1.0 and not self._throttled
 
     async def wait(
         self, cancel_event: asyncio.Event | None = None, priority: Priority = Priority.INSTANT
@@ -151,8 +155,7 @@ class Pacer:
         later wake-up, and while throttling has slowed the bind, the next
         slot is one interval from now.
         """
-        throttled = self._interval_s > self._base_interval_s
-        if throttled or now - due_at > CATCH_UP_S:
+        if self._throttled or now - due_at > CATCH_UP_S:
             return now + interval_s
         return due_at + interval_s
 

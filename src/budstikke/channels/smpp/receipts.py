@@ -35,9 +35,9 @@ ESM_CLASS_TYPE_MASK: Final = 0x3C
 ESM_CLASS_SMSC_DELIVERY_RECEIPT: Final = 0x04
 ESM_CLASS_INTERMEDIATE_NOTIFICATION: Final = 0x20
 
-# A message id of submit_sm_resp is at most 64 characters: 65 octets with
-# its NUL (SMPP 3.4 5.2.23). The stored lookup keys have room for that.
-MESSAGE_ID_MAX_LENGTH: Final = 64
+# A message id is at most 64 characters, 65 octets with its NUL (SMPP 3.4
+# 5.2.23). The stored lookup keys have room for that.
+MESSAGE_ID_MAX_LENGTH: Final = RECEIPTED_MESSAGE_ID_MAX_LENGTH - 1
 # The length of every error_code column in the database.
 ERROR_CODE_MAX_LENGTH: Final = 32
 
