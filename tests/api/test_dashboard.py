@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from budstikke.api.app import create_app
 from budstikke.api.dashboard import SESSION_COOKIE, session_is_valid, session_token
 from budstikke.api.dashboard_data import load_dashboard, mask_text, timeline
+from budstikke.api.login_throttle import LoginThrottle
 from budstikke.channels.base import Provider
 from budstikke.channels.outbox import FileOutbox
 from budstikke.channels.smtp import SmtpProvider
@@ -145,6 +146,64 @@ async def test_wrong_login_key_is_rejected_and_logged(
     events = [getattr(record, "event", None) for record in caplog.records]
     assert "dashboard_login_failed" in events
     assert all("guess" not in record.getMessage() for record in caplog.records)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def test_wrong_login_keys_are_throttled(
+    dashboard: DashboardApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(max_failures=3, window_s=60.0, clock=clock)
+    dashboard.app.state.services.login_throttle = throttle
+
+    with caplog.at_level(logging.WARNING, logger="budstikke.api.dashboard"):
+        wrong = [
+            await dashboard.client.post("/dashboard/login", data={"key": f"guess-{attempt}"})
+            for attempt in range(3)
+        ]
+        clock.now_s += 10.0
+        throttled = await dashboard.client.post("/dashboard/login", data={"key": OPERATOR_KEY})
+
+    assert [response.status_code for response in wrong] == [401, 401, 401]
+    assert throttled.status_code == 429
+    assert throttled.headers["retry-after"] == "50"
+    assert "Too many wrong operator keys from this address. Wait 50 s" in throttled.text
+    assert "set-cookie" not in throttled.headers
+    events = [getattr(record, "event", None) for record in caplog.records]
+    assert "dashboard_login_throttled" in events
+    logged = " ".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert OPERATOR_KEY not in logged
+    assert "guess-" not in logged
+
+    clock.now_s += 50.0
+    after_wait = await dashboard.client.post("/dashboard/login", data={"key": OPERATOR_KEY})
+
+    assert after_wait.status_code == 303
+    assert SESSION_COOKIE in after_wait.cookies
+
+
+async def test_login_throttle_is_per_client_address(dashboard: DashboardApp) -> None:
+    throttle = LoginThrottle(max_failures=2, window_s=60.0, clock=FakeClock())
+    dashboard.app.state.services.login_throttle = throttle
+    for attempt in range(2):
+        await dashboard.client.post("/dashboard/login", data={"key": f"guess-{attempt}"})
+    other_transport = httpx.ASGITransport(app=dashboard.app, client=("192.0.2.7", 40000))
+    async with httpx.AsyncClient(
+        transport=other_transport, base_url="http://budstikke.test"
+    ) as other_client:
+        other = await other_client.post("/dashboard/login", data={"key": OPERATOR_KEY})
+
+    throttled = await dashboard.client.post("/dashboard/login", data={"key": OPERATOR_KEY})
+
+    assert other.status_code == 303
+    assert throttled.status_code == 429
 
 
 async def test_forged_cookie_shows_login(dashboard: DashboardApp) -> None:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from budstikke import __version__
 from budstikke.api.dashboard_data import load_dashboard
+from budstikke.api.login_throttle import client_key
 from budstikke.api.services import services_of
 from budstikke.dispatch.dispatcher import utc_now
 
@@ -119,10 +120,16 @@ async def log_in(request: Request) -> Response:
     operator_key = services.settings.operator_key
     if not operator_key:
         return dashboard_off()
+    client = request.client.host if request.client else None
+    throttle_key = client_key(client)
+    # Checked before the body is read, so a throttled client's key is never compared.
+    retry_after_s = services.login_throttle.retry_after_s(throttle_key)
+    if retry_after_s is not None:
+        return login_throttled(client, retry_after_s)
     body = await read_form(request)
     offered = body.get("key", [""])[0]
     if not hmac.compare_digest(offered.encode(), operator_key.encode()):
-        client = request.client.host if request.client else None
+        services.login_throttle.record_failure(throttle_key)
         logger.warning(
             "dashboard login failed",
             extra={"event": "dashboard_login_failed", "reason": "wrong key", "client": client},
@@ -133,6 +140,7 @@ async def log_in(request: Request) -> Response:
             enabled=True,
             error="The operator key is not correct.",
         )
+    services.login_throttle.record_success(throttle_key)
     expires_at = int(time.time()) + SESSION_LIFETIME_S
     response = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(
@@ -144,13 +152,28 @@ async def log_in(request: Request) -> Response:
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-    logger.info(
-        "dashboard login",
+    logger.info("dashboard login", extra={"event": "dashboard_login", "client": client})
+    return response
+
+
+def login_throttled(client: str | None, retry_after_s: int) -> HTMLResponse:
+    logger.warning(
+        "dashboard login rejected: too many wrong operator keys",
         extra={
-            "event": "dashboard_login",
-            "client": request.client.host if request.client else None,
+            "event": "dashboard_login_throttled",
+            "reason": "too many wrong keys",
+            "client": client,
+            "retry_after_s": retry_after_s,
         },
     )
+    response = render(
+        "login.html",
+        status_code=429,
+        enabled=True,
+        error=f"Too many wrong operator keys from this address. Wait {retry_after_s} s, "
+        "then log in with the key in BUDSTIKKE_OPERATOR_KEY.",
+    )
+    response.headers["Retry-After"] = str(retry_after_s)
     return response
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from fastapi import Request
 
 from budstikke.api.auth import Authenticator, Principal
+from budstikke.api.login_throttle import LoginThrottle
 from budstikke.config import Settings
 from budstikke.dispatch.dispatcher import Dispatcher
 from budstikke.dispatch.instant import InstantOrders
@@ -28,6 +29,7 @@ class Services:
     regular_processor: RegularOrderProcessor | None = None
     # Set by start_services once the instant orders that carry the codes exist.
     otp: OtpVerifications | None = None
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     async def authenticate(self, request: Request) -> Principal:
         return await self.authenticator.authenticate(request.headers.get("authorization"))
