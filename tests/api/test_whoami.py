@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+
+import pytest
+from click.testing import CliRunner
+
+from budstikke.cli import main
 from tests.conftest import API, JwtIssuer, RunningApp
 
 WHOAMI_PATH = f"{API}/whoami"
@@ -29,6 +35,42 @@ async def test_whoami_without_credentials(running_app: RunningApp) -> None:
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def key_command_in(detail: str) -> list[str]:
+    """Return the arguments of the `budstikke ...` command quoted in a problem detail."""
+    _before, _tick, rest = detail.partition("`budstikke ")
+    command, tick, _after = rest.partition("`")
+    assert tick, f"no `budstikke ...` command in {detail!r}"
+    return shlex.split(command)
+
+
+@pytest.mark.parametrize(
+    ("case", "headers"),
+    [
+        ("missing", {}),
+        ("unknown", {"Authorization": "Bearer bsk_0000000000_unknownsecret"}),
+    ],
+)
+async def test_unauthorized_detail_names_key_command(
+    running_app: RunningApp, case: str, headers: dict[str, str]
+) -> None:
+    response = await running_app.client.get(WHOAMI_PATH, headers=headers)
+
+    assert response.status_code == 401, case
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
+    body = response.json()
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert body["type"] == "https://tools.ietf.org/html/rfc9110#section-15.5.2"
+    assert body["title"] == "Unauthorized"
+    assert body["status"] == 401
+    assert "`budstikke apikey create --creator ORG`" in body["detail"]
+    # The command in the detail must be one the CLI accepts.
+    arguments = key_command_in(body["detail"])
+    result = CliRunner().invoke(main, [*arguments, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--creator" in result.output
 
 
 async def test_whoami_key_without_scope(running_app: RunningApp) -> None:

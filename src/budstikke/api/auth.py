@@ -15,6 +15,11 @@ CREATOR_CLAIM = "urn:altinn:org"
 SCOPE_CLAIMS = ("scope", "urn:altinn:scope")
 # The length of the creator columns in the database.
 MAX_CREATOR_LENGTH = 100
+# The last sentence of a 401 detail when the caller sent no API key or an unknown one.
+CREATE_KEY_HINT = (
+    "An operator of this service creates an API key with "
+    "`budstikke apikey create --creator ORG`, where ORG is your organisation."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,10 @@ class Authenticator:
     async def authenticate(self, authorization: str | None) -> Principal:
         """Return the caller for an Authorization header value, or raise 401/403 errors."""
         if not authorization:
-            raise AuthenticationFailed("missing Authorization header; send 'Bearer <token>'")
+            raise AuthenticationFailed(
+                f"The Authorization header is missing. Send 'Authorization: Bearer <API key>'. "
+                f"{CREATE_KEY_HINT}"
+            )
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -55,7 +63,7 @@ class Authenticator:
         if owner is None:
             owner = await find_key_owner(self.database, key)
             if owner is None:
-                raise AuthenticationFailed("unknown or revoked API key")
+                raise AuthenticationFailed(f"The API key is unknown or revoked. {CREATE_KEY_HINT}")
             self.key_cache.remember(key, owner)
         if CREATE_SCOPE not in owner.scopes:
             raise AccessDenied(f"the API key lacks the scope {CREATE_SCOPE}")
@@ -63,7 +71,10 @@ class Authenticator:
 
     async def _authenticate_jwt(self, token: str) -> Principal:
         if self.jwks is None:
-            raise AuthenticationFailed("not an API key, and JWTs are not enabled")
+            raise AuthenticationFailed(
+                "The bearer token is not an API key, and this service accepts no JWTs because "
+                f"BUDSTIKKE_JWKS_URL is not set. {CREATE_KEY_HINT}"
+            )
         try:
             claims = await self.jwks.verify(token)
         except InvalidTokenError as error:
