@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.api.servers import cli_environment, run_cli
+from tests.api.servers import cli_environment, create_api_key_with_cli, run_cli
 
 
 def test_limits_set_show_and_reset(tmp_path: Path) -> None:
@@ -41,6 +41,33 @@ def test_limits_set_show_and_reset(tmp_path: Path) -> None:
     assert "SMS countries              46,47 (+46, +47)  [set for this creator]" in lines
     assert "sensitive content guard    off  [set for this creator]" in lines
     assert "SMS countries              47 (+47)  [default]" in other.stdout.splitlines()
+
+
+def test_limits_set_warns_without_key(tmp_path: Path) -> None:
+    environment = cli_environment(tmp_path / "data")
+    key = create_api_key_with_cli(environment, creator="ttd")
+
+    misspelt = run_cli(
+        "limits", "set", "--creator", "tdd", "--burst", "20", environment=environment
+    )
+    shown = run_cli("limits", "show", "--creator", "tdd", environment=environment)
+    with_key = run_cli(
+        "limits", "set", "--creator", "ttd", "--burst", "20", environment=environment
+    )
+    revoked = run_cli("apikey", "revoke", key, environment=environment)
+    after_revoke = run_cli(
+        "limits", "set", "--creator", "ttd", "--burst", "30", environment=environment
+    )
+
+    assert misspelt.returncode == 0, misspelt.stderr
+    assert "warning: no active API key exists for creator 'tdd' yet" in misspelt.stderr
+    assert "`budstikke apikey create --creator tdd`" in misspelt.stderr
+    assert "warning" not in misspelt.stdout
+    assert "burst                      20 orders  [set for this creator]" in shown.stdout
+    assert with_key.returncode == 0, with_key.stderr
+    assert "warning" not in with_key.stderr
+    assert revoked.returncode == 0, revoked.stderr
+    assert "warning: no active API key exists for creator 'ttd' yet" in after_revoke.stderr
 
 
 def test_limits_set_rejects_bad_values(tmp_path: Path) -> None:

@@ -188,7 +188,9 @@ def limits_set(
 ) -> None:
     """Change the given limits of one creator and print all of its limits."""
     from budstikke.cli import settings_or_exit, with_database
+    from budstikke.store.api_keys import creator_has_active_key
     from budstikke.store.creator_limits import write_overrides
+    from budstikke.store.database import Database
 
     creator = check_creator(creator)
     changes = LimitOverrides(
@@ -208,13 +210,24 @@ def limits_set(
     if changes == LimitOverrides() and not reset_fields:
         raise click.UsageError("give at least one limit to change, or --reset")
     settings = settings_or_exit()
-    overrides = with_database(
-        lambda database: write_overrides(
+
+    async def write_and_find_key(database: Database) -> tuple[LimitOverrides, bool]:
+        overrides = await write_overrides(
             database, creator, changes, datetime.now(UTC), reset=reset_fields
         )
-    )
+        return overrides, await creator_has_active_key(database, creator)
+
+    overrides, has_key = with_database(write_and_find_key)
     effective = overrides.apply_to(settings.default_limits)
     click.echo("\n".join(describe_limits(creator, effective, overrides)))
+    if not has_key:
+        # Limits may be set before the key exists, so a missing key only warns of a misspelling.
+        click.echo(
+            f"warning: no active API key exists for creator {creator!r} yet. Check the "
+            f"spelling. The limits are stored, and they apply once {creator} sends with a key "
+            f"from `budstikke apikey create --creator {creator}` or with a JWT that names it.",
+            err=True,
+        )
     if not effective.sms_countries.codes and not effective.sms_countries.every_country:
         click.echo(
             f"note: every SMS order of {creator} is now rejected with 400; allow countries "

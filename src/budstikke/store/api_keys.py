@@ -151,3 +151,16 @@ async def find_key_owner(database: Database, key: str) -> KeyOwner | None:
     if row is None or not hmac.compare_digest(row.secret_hash, hash_key(key)):
         return None
     return KeyOwner(creator=row.creator, scopes=frozenset(row.scopes.split()))
+
+
+async def creator_has_active_key(database: Database, creator: str) -> bool:
+    """Tell whether the creator has at least one API key that is not revoked."""
+    async with database.read() as connection:
+        row = (
+            await connection.execute(
+                select(api_keys.c.id)
+                .where(api_keys.c.creator == creator, api_keys.c.revoked_at.is_(None))
+                .limit(1)
+            )
+        ).first()
+    return row is not None
