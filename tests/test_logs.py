@@ -172,6 +172,30 @@ def test_reason_falls_back_to_error_then_message() -> None:
     assert collected.passes(by_message) is False
 
 
+def test_info_counted_when_record_asks() -> None:
+    collected = Collected()
+
+    def unmatched() -> logging.LogRecord:
+        return make_record(
+            event="report_unmatched",
+            reason=None,
+            level=logging.INFO,
+            message="delivery report kept unmatched",
+            count_repeats=True,
+        )
+
+    written = [collected.passes(unmatched()) for _ in range(4)]
+    collected.filter.close()
+
+    assert written == [True, False, False, False]
+    [summary] = collected.summaries
+    assert summary.count == 3  # type: ignore[attr-defined]
+    assert summary.levelno == logging.INFO
+    assert summary.getMessage() == (
+        "previous line repeated 3 more times in 0 s: delivery report kept unmatched"
+    )
+
+
 def test_close_writes_pending_summary() -> None:
     collected = Collected()
     for _ in range(3):

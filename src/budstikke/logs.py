@@ -91,7 +91,9 @@ class RepeatFilter(logging.Filter):
     """Write the first of identical failure lines, and count the ones that follow.
 
     A failure is a record at WARNING or above that carries an `event` in its
-    extra. Two failures are identical when their logger, event and reason
+    extra. A record below WARNING with an `event` is counted the same way when
+    its extra sets `count_repeats` to True, for routine lines that a peer can
+    trigger at any rate. Two failures are identical when their logger, event and reason
     match; the reason is the first of REASON_FIELDS present, else the message
     template. Ids such as `notification_id` are left out of the comparison,
     so one broken gateway failing a thousand notifications writes one line.
@@ -123,7 +125,8 @@ class RepeatFilter(logging.Filter):
             return True
         self.flush_expired()
         event = getattr(record, "event", None)
-        if record.levelno < logging.WARNING or not isinstance(event, str):
+        counted = record.levelno >= logging.WARNING or getattr(record, "count_repeats", False)
+        if not counted or not isinstance(event, str):
             return True
         key = (record.name, event, failure_reason(record))
         summaries: list[logging.LogRecord] = []
@@ -207,13 +210,20 @@ def failure_reason(record: logging.LogRecord) -> str:
 
 def summary_record(first: logging.LogRecord, count: int, elapsed_s: float) -> logging.LogRecord:
     """Build the line that counts how often a failure repeated after `first` was written."""
+    kind = "failure" if first.levelno >= logging.WARNING else "line"
     summary = logging.makeLogRecord(
         {
             "name": first.name,
             "levelno": first.levelno,
             "levelname": first.levelname,
-            "msg": "previous failure repeated %d more %s in %.0f s: %s",
-            "args": (count, "time" if count == 1 else "times", elapsed_s, first.getMessage()),
+            "msg": "previous %s repeated %d more %s in %.0f s: %s",
+            "args": (
+                kind,
+                count,
+                "time" if count == 1 else "times",
+                elapsed_s,
+                first.getMessage(),
+            ),
             "event": "log_repeated",
             "repeated_event": getattr(first, "event", None),
             "reason": failure_reason(first),

@@ -1,4 +1,4 @@
-"""Dispatcher log lines for operators: unreported hand-offs, and a database that returns."""
+"""Dispatcher log lines for operators: unreported hand-offs, unmatched reports, outages."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ import httpx
 import pytest
 
 from budstikke.api.app import create_app
+from budstikke.channels.base import DeliveryReport
+from budstikke.channels.outbox import FileOutbox
 from budstikke.config import Settings
+from budstikke.dispatch.runner import build_dispatcher
+from budstikke.domain.statuses import Channel, NotificationStatus
 from budstikke.logs import JsonFormatter, RepeatCountingHandler
 from budstikke.store.api_keys import create_api_key
+from budstikke.store.database import Database
+from budstikke.store.migrate import upgrade_to_head
 from tests.api.orders import SMS_PATH, sms_order
 from tests.api.servers import (
     CREATE_SCOPE,
@@ -27,6 +33,44 @@ from tests.api.servers import (
 )
 
 DISPATCHER_LOGGER = "budstikke.dispatch.dispatcher"
+
+
+async def test_unmatched_report_flood_logged_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    database = Database(settings.resolved_database_url)
+    outbox = FileOutbox(Channel.SMS, tmp_path / "sms.jsonl")
+    dispatcher = build_dispatcher(settings, database, {Channel.SMS: outbox})
+    sink = dispatcher._report_sink_for(outbox)
+    stream = io.StringIO()
+    handler = RepeatCountingHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    dispatcher_logger = logging.getLogger(DISPATCHER_LOGGER)
+    dispatcher_logger.addHandler(handler)
+    previous_level = dispatcher_logger.level
+    dispatcher_logger.setLevel(logging.INFO)
+    try:
+        await upgrade_to_head(database)
+        for number in range(50):
+            await sink(
+                DeliveryReport(
+                    provider_ref=f"unknown-{number}",
+                    status=NotificationStatus.SMS_DELIVERED,
+                )
+            )
+    finally:
+        dispatcher_logger.removeHandler(handler)
+        dispatcher_logger.setLevel(previous_level)
+        # Closing writes the count of the window that is still open.
+        handler.close()
+        await database.dispose()
+
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [entry["event"] for entry in entries] == ["report_unmatched", "log_repeated"]
+    assert entries[0]["level"] == "INFO"
+    assert entries[0]["report_status"] == "SMS_Delivered"
+    assert entries[1]["count"] == 49
+    assert entries[1]["repeated_event"] == "report_unmatched"
+    assert entries[1]["message"].startswith("previous line repeated 49 more times")
 
 
 async def test_api_only_warns_once_without_worker(tmp_path: Path) -> None:

@@ -78,6 +78,20 @@ def log_database_back(worker_id: str, unavailable_s: float) -> None:
     )
 
 
+def log_report_unmatched(report_status: str | None) -> None:
+    # An SMSC can send any number of receipts for unknown message ids. With
+    # `count_repeats`, the CLI's RepeatFilter writes the first line and then
+    # one count per window.
+    logger.info(
+        "delivery report kept unmatched",
+        extra={
+            "event": "report_unmatched",
+            "report_status": report_status,
+            "count_repeats": True,
+        },
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -504,12 +518,16 @@ class Dispatcher:
             self.metrics.record_delivery_report(
                 provider.channel, report.status, matched=notification_id is not None
             )
+            report_status = report.status.value if report.status else None
+            if notification_id is None:
+                log_report_unmatched(report_status)
+                return
             logger.info(
-                "delivery report applied" if notification_id else "delivery report kept unmatched",
+                "delivery report applied",
                 extra={
-                    "event": "report_applied" if notification_id else "report_unmatched",
-                    "notification_id": str(notification_id) if notification_id else None,
-                    "report_status": report.status.value if report.status else None,
+                    "event": "report_applied",
+                    "notification_id": str(notification_id),
+                    "report_status": report_status,
                 },
             )
 
