@@ -253,8 +253,10 @@ def test_wrong_api_key_explains_fix(server: ServeProcess) -> None:
     result = run(server, "bsk_wrong_key", "status", str(uuid.uuid4()))
 
     assert result.returncode == 1
-    assert "the API key was rejected (401" in result.stderr
-    assert "budstikke apikey create" in result.stderr
+    assert "the API key was rejected (401: The API key is unknown or revoked.)" in result.stderr
+    # The server's hint is dropped for the client's own, which names --api-key.
+    assert result.stderr.count("budstikke apikey create") == 1
+    assert "--api-key or BUDSTIKKE_API_KEY" in result.stderr
 
 
 def test_missing_api_key_is_usage_error(server: ServeProcess) -> None:

@@ -380,6 +380,7 @@ def test_rejected_api_key_stops_import(
     assert code == 1
     assert stdout.startswith("0 created, 0 already present, 0 failed, 10 not posted, of 10")
     assert stderr.count(f"({status}:") == 1
+    assert stderr.count("budstikke apikey create") == 1
     assert "--api-key or BUDSTIKKE_API_KEY" in stderr
     assert "line " not in stderr
 

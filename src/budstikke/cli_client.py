@@ -20,6 +20,7 @@ import httpx
 
 from budstikke.domain.request_fields import INT64_MAX
 from budstikke.domain.statuses import NotificationStatus, OrderStatus
+from budstikke.errors import CREATE_KEY_HINT
 
 API_PREFIX = "/notifications/api/v1/future"
 DEFAULT_API_URL = "http://127.0.0.1:8080"
@@ -92,6 +93,7 @@ def raise_for_problem(url: str, response: httpx.Response) -> NoReturn:
     detail = problem.get("detail") or problem.get("title") or response.reason_phrase
     status = response.status_code
     if status == 401:
+        detail = str(detail).replace(CREATE_KEY_HINT, "").strip()
         raise ApiError(
             f"the API key was rejected (401: {detail}). Create one with `budstikke apikey "
             "create --creator ORG` and pass it with --api-key or BUDSTIKKE_API_KEY."

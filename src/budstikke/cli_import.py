@@ -42,6 +42,7 @@ import click
 import httpx
 
 from budstikke.cli_client import API_PREFIX, ApiError, api_options, make_client
+from budstikke.errors import CREATE_KEY_HINT
 from budstikke.request_throttle import RequestThrottle
 
 CSV_COLUMNS: Final = (
@@ -342,6 +343,7 @@ def describe_connection_failure(api_url: str, error: httpx.HTTPError) -> str:
 def describe_key_rejection(response: httpx.Response) -> str:
     detail = describe_rejection(response).removeprefix("HTTP ")
     if response.status_code == 401:
+        detail = detail.replace(CREATE_KEY_HINT, "").strip()
         return (
             f"the API key was rejected ({detail}). Create one with `budstikke apikey create "
             "--creator ORG` and pass it with --api-key or BUDSTIKKE_API_KEY."

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from budstikke.domain.statuses import NotificationStatus
 
+# The last sentence of a 401 detail when the caller sent no API key or an
+# unknown one. The command-line clients drop it and give their own hint, which
+# also names their --api-key option.
+CREATE_KEY_HINT = (
+    "An operator of this service creates an API key with "
+    "`budstikke apikey create --creator ORG`, where ORG is your organisation."
+)
+
 
 class BudstikkeError(Exception):
     """Base of every error budstikke raises on purpose."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from budstikke.api.jwks import InvalidTokenError, JwksVerifier
 from budstikke.api.key_cache import KeyCache
+from budstikke.errors import CREATE_KEY_HINT
 from budstikke.store.api_keys import KEY_MARKER, find_key_owner
 from budstikke.store.database import Database
 
@@ -15,11 +16,6 @@ CREATOR_CLAIM = "urn:altinn:org"
 SCOPE_CLAIMS = ("scope", "urn:altinn:scope")
 # The length of the creator columns in the database.
 MAX_CREATOR_LENGTH = 100
-# The last sentence of a 401 detail when the caller sent no API key or an unknown one.
-CREATE_KEY_HINT = (
-    "An operator of this service creates an API key with "
-    "`budstikke apikey create --creator ORG`, where ORG is your organisation."
-)
 
 
 @dataclass(frozen=True, slots=True)
