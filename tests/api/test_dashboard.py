@@ -189,6 +189,29 @@ async def test_wrong_login_keys_are_throttled(
     assert SESSION_COOKIE in after_wait.cookies
 
 
+async def test_wrong_bearer_keys_are_throttled(dashboard: DashboardApp) -> None:
+    clock = FakeClock()
+    dashboard.app.state.services.login_throttle = LoginThrottle(
+        max_failures=2, window_s=60.0, clock=clock
+    )
+
+    wrong = [
+        await dashboard.client.get("/dashboard", headers={"Authorization": f"Bearer guess-{n}"})
+        for n in range(2)
+    ]
+    right = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    throttled = await dashboard.client.get("/dashboard", headers=right)
+    form = await dashboard.client.post("/dashboard/login", data={"key": OPERATOR_KEY})
+    clock.now_s += 60.0
+    after_wait = await dashboard.client.get("/dashboard", headers=right)
+
+    assert [response.status_code for response in wrong] == [401, 401]
+    assert throttled.status_code == 429
+    assert throttled.headers["retry-after"] == "60"
+    assert form.status_code == 429
+    assert after_wait.status_code == 200
+
+
 async def test_login_throttle_is_per_client_address(dashboard: DashboardApp) -> None:
     throttle = LoginThrottle(max_failures=2, window_s=60.0, clock=FakeClock())
     dashboard.app.state.services.login_throttle = throttle

@@ -77,11 +77,17 @@ def session_is_valid(operator_key: str, token: str, now_s: float) -> bool:
     return hmac.compare_digest(expected.encode(), token.encode())
 
 
+def bearer_credentials(request: Request) -> str | None:
+    """Return the token of a `Bearer` Authorization header, or None without one."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+
+
 def is_operator(request: Request, operator_key: str) -> bool:
     """Return whether the request carries the operator key or a valid login cookie."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials:
-        return hmac.compare_digest(credentials.strip().encode(), operator_key.encode())
+    credentials = bearer_credentials(request)
+    if credentials is not None:
+        return hmac.compare_digest(credentials.encode(), operator_key.encode())
     token = request.cookies.get(SESSION_COOKIE)
     return token is not None and session_is_valid(operator_key, token, time.time())
 
@@ -102,7 +108,17 @@ async def show_dashboard(request: Request) -> Response:
     operator_key = services.settings.operator_key
     if not operator_key:
         return dashboard_off()
+    # A bearer key counts against the same limit as the login form, or it
+    # would be a way around it.
+    offers_key = bearer_credentials(request) is not None
+    client = request.client.host if request.client else None
+    throttle_key = client_key(client)
+    retry_after_s = services.login_throttle.retry_after_s(throttle_key) if offers_key else None
+    if retry_after_s is not None:
+        return login_throttled(client, retry_after_s)
     if not is_operator(request, operator_key):
+        if offers_key:
+            services.login_throttle.record_failure(throttle_key)
         return render("login.html", status_code=401, enabled=True, error=None)
     providers = services.dispatcher.providers if services.dispatcher is not None else {}
     view = await load_dashboard(services.database, providers, utc_now())
