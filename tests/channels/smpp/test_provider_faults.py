@@ -8,6 +8,7 @@ import logging
 import struct
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,6 +16,7 @@ from budstikke.channels.base import HandOffReceipt
 from budstikke.channels.smpp import SmppConfig, SmppProvider
 from budstikke.channels.smpp.dev_smsc import DevSmsc
 from budstikke.channels.smpp.pdu import (
+    DeliverSm,
     EnquireLinkResp,
     SubmitSm,
     UnbindResp,
@@ -22,6 +24,7 @@ from budstikke.channels.smpp.pdu import (
     read_pdu,
     response_for,
 )
+from budstikke.channels.smpp.session import MAX_CONCURRENT_RECEIPTS
 from budstikke.channels.smpp.status_codes import CommandStatus
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.errors import HandOffError
@@ -400,3 +403,67 @@ async def test_malformed_response_is_unknown_outcome() -> None:
 
     assert caught.value.outcome_unknown
     assert "malformed" in caught.value.reason
+
+
+# A flooding SMSC.
+
+
+@contextlib.asynccontextmanager
+async def flooding_smsc(flood: bytes) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """Run a raw SMSC that binds, writes `flood` at once and never reads again.
+
+    Yields its port and an event set once the flood is written.
+    """
+    written = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        bind = await read_pdu(reader)
+        writer.write(encode_pdu(response_for(bind, system_id="raw")))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(flood)
+        written.set()
+        await finished.wait()
+        writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], written
+    finally:
+        finished.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_receipt_flood_stops_reading() -> None:
+    receipt = DeliverSm(
+        sequence_number=1,
+        esm_class=0x04,
+        short_message=b"id:0000000001 sub:001 dlvrd:001 stat:DELIVRD err:000",
+    )
+    release_sink = asyncio.Event()
+    started_reports = 0
+
+    async def blocked_sink(report: object) -> None:
+        nonlocal started_reports
+        started_reports += 1
+        await release_sink.wait()
+
+    async with flooding_smsc(encode_pdu(receipt) * 3000) as (port, written):
+        provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
+        await provider.start(blocked_sink)
+        try:
+            await wait_until(lambda: provider.is_ready()[0])
+            await written.wait()
+            await wait_until(lambda: started_reports >= MAX_CONCURRENT_RECEIPTS)
+            await asyncio.sleep(0.5)
+            reports_while_blocked = started_reports
+            tasks_while_blocked = len(asyncio.all_tasks())
+        finally:
+            release_sink.set()
+            await provider.stop()
+
+    assert reports_while_blocked == MAX_CONCURRENT_RECEIPTS
+    # One task per receipt slot, plus the bind, reader, enquire_link and test tasks.
+    assert tasks_while_blocked < MAX_CONCURRENT_RECEIPTS + 20

@@ -342,6 +342,12 @@ class SmppSession:
                         break
                     self._answer_invalid_pdu(exc)
                     continue
+                if isinstance(pdu, DeliverSm | DataSm):
+                    # Waiting here stops reading, so TCP flow control slows the SMSC.
+                    await self._receipt_slots.acquire()
+                    if self._closed.is_set():
+                        self._receipt_slots.release()
+                        break
                 self._dispatch(pdu)
         except asyncio.IncompleteReadError:
             pass
@@ -356,7 +362,10 @@ class SmppSession:
         elif isinstance(pdu, EnquireLink):
             self._send(response_for(pdu))
         elif isinstance(pdu, DeliverSm | DataSm):
-            self._spawn(self._handle_message(pdu), "receipt")
+            # The read loop acquired a receipt slot for this PDU. The done callback
+            # releases it, also when the task is cancelled before it starts.
+            task = self._spawn(self._handle_message(pdu), "receipt")
+            task.add_done_callback(lambda _: self._receipt_slots.release())
         elif isinstance(pdu, Unbind):
             logger.warning(
                 "SMSC unbound the session",
@@ -422,32 +431,33 @@ class SmppSession:
     async def _handle_message(self, pdu: DeliverSm | DataSm) -> None:
         """Pass a receipt to the report handler, then send its response.
 
+        The read loop limits these to MAX_CONCURRENT_RECEIPTS at a time.
+
         A handler failure responds with ESME_RX_T_APPN, so the SMSC keeps the
         receipt and delivers it again later.
         """
-        async with self._receipt_slots:
-            self._log_unknown_tags(pdu)
-            status = CommandStatus.ESME_ROK
-            report = report_from_pdu(pdu, receipt_id_base=self.settings.receipt_id_base)
-            if report is None and not is_receipt(pdu.esm_class):
-                logger.info(
-                    "mobile-originated message ignored",
-                    extra={"event": "smpp_mo_ignored", "session": self.label},
+        self._log_unknown_tags(pdu)
+        status = CommandStatus.ESME_ROK
+        report = report_from_pdu(pdu, receipt_id_base=self.settings.receipt_id_base)
+        if report is None and not is_receipt(pdu.esm_class):
+            logger.info(
+                "mobile-originated message ignored",
+                extra={"event": "smpp_mo_ignored", "session": self.label},
+            )
+        if report is not None and self._on_report is not None:
+            try:
+                await self._on_report(report)
+            except Exception:
+                logger.exception(
+                    "delivery report could not be recorded; the SMSC will send it again",
+                    extra={
+                        "event": "receipt_sink_failed",
+                        "session": self.label,
+                        "message_id": report.provider_ref,
+                    },
                 )
-            if report is not None and self._on_report is not None:
-                try:
-                    await self._on_report(report)
-                except Exception:
-                    logger.exception(
-                        "delivery report could not be recorded; the SMSC will send it again",
-                        extra={
-                            "event": "receipt_sink_failed",
-                            "session": self.label,
-                            "message_id": report.provider_ref,
-                        },
-                    )
-                    status = CommandStatus.ESME_RX_T_APPN
-            self._send(response_for(pdu, command_status=status))
+                status = CommandStatus.ESME_RX_T_APPN
+        self._send(response_for(pdu, command_status=status))
 
     def _log_unknown_tags(self, pdu: Pdu) -> None:
         for tlv in pdu.tlvs:
@@ -471,11 +481,12 @@ class SmppSession:
         except (OSError, RuntimeError) as exc:
             self._shutdown(f"write failed: {exc}")
 
-    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coroutine)
         task.set_name(f"{self.label} {name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _enquire_link_loop(self) -> None:
         while not self._closed.is_set():
