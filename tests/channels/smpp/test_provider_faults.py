@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from budstikke.channels.smpp import SmppConfig, SmppProvider
 from budstikke.channels.smpp.dev_smsc import DevSmsc
 from budstikke.channels.smpp.pdu import (
     DeliverSm,
+    EnquireLink,
     EnquireLinkResp,
     SubmitSm,
     UnbindResp,
@@ -409,10 +411,13 @@ async def test_malformed_response_is_unknown_outcome() -> None:
 
 
 @contextlib.asynccontextmanager
-async def flooding_smsc(flood: bytes) -> AsyncIterator[tuple[int, asyncio.Event]]:
+async def flooding_smsc(
+    flood: bytes, *, receive_buffer: int | None = None
+) -> AsyncIterator[tuple[int, asyncio.Event]]:
     """Run a raw SMSC that binds, writes `flood` at once and never reads again.
 
-    Yields its port and an event set once the flood is written.
+    `receive_buffer` sets SO_RCVBUF of its sockets, so that a small flood
+    fills them. Yields its port and an event set once the flood is written.
     """
     written = asyncio.Event()
     finished = asyncio.Event()
@@ -428,6 +433,8 @@ async def flooding_smsc(flood: bytes) -> AsyncIterator[tuple[int, asyncio.Event]
         writer.transport.abort()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    if receive_buffer is not None:
+        server.sockets[0].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     try:
         yield server.sockets[0].getsockname()[1], written
     finally:
@@ -467,3 +474,30 @@ async def test_receipt_flood_stops_reading() -> None:
     assert reports_while_blocked == MAX_CONCURRENT_RECEIPTS
     # One task per receipt slot, plus the bind, reader, enquire_link and test tasks.
     assert tasks_while_blocked < MAX_CONCURRENT_RECEIPTS + 20
+
+
+async def test_stop_with_unread_responses() -> None:
+    # 200,000 enquire_link_resp are 3.2 MB, more than the small socket buffers hold.
+    flood = encode_pdu(EnquireLink(sequence_number=1)) * 200_000
+
+    async def sink(report: object) -> None:
+        raise AssertionError("no report expected")
+
+    async with flooding_smsc(flood, receive_buffer=4096) as (port, written):
+        provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
+        await provider.start(sink)
+        try:
+            await wait_until(lambda: provider.is_ready()[0])
+            (session,) = provider.sessions
+            sock = session._writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            await written.wait()
+            await asyncio.sleep(1)
+        finally:
+            started = time.monotonic()
+            async with asyncio.timeout(15):
+                await provider.stop()
+            stop_s = time.monotonic() - started
+
+    # The unbind waits up to 2 s for unbind_resp, the close up to 2 s more.
+    assert stop_s < 6

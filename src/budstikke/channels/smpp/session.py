@@ -66,6 +66,10 @@ MAX_CONCURRENT_RECEIPTS: Final = 64
 # An unbind on shutdown waits at most this long for unbind_resp.
 UNBIND_TIMEOUT_S: Final = 2.0
 
+# A closing session waits at most this long for its tasks to end and its
+# unsent PDUs to reach the socket, then aborts the connection.
+CLOSE_FLUSH_TIMEOUT_S: Final = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
@@ -126,6 +130,7 @@ class SmppSession:
         )
         self._closed = asyncio.Event()
         self._close_reason = ""
+        self._aborted = False
         self._bound = False
         self._last_sequence = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -297,10 +302,34 @@ class SmppSession:
         self._writer.close()
 
     async def wait_closed(self) -> None:
-        """Wait until the session is closed and every task and the socket are done."""
+        """Wait until the session is closed and every task and the socket are done.
+
+        A peer that stops reading keeps unsent PDUs in the transport, which
+        then never reports the connection lost. After CLOSE_FLUSH_TIMEOUT_S
+        the connection is aborted and those PDUs are dropped.
+        """
         await self._closed.wait()
         current = asyncio.current_task()
         tasks = [task for task in (*self._tasks, self._reader_task) if task and task is not current]
+        try:
+            async with asyncio.timeout(CLOSE_FLUSH_TIMEOUT_S):
+                await self._wait_tasks_and_socket(tasks)
+        except TimeoutError:
+            if not self._aborted:
+                # Both close() and the bind task may wait here; one warning is enough.
+                self._aborted = True
+                logger.warning(
+                    "SMSC did not read the last PDUs; aborting the connection",
+                    extra={
+                        "event": "smpp_close_aborted",
+                        "session": self.label,
+                        "unsent_octets": self._writer.transport.get_write_buffer_size(),
+                    },
+                )
+            self._writer.transport.abort()
+            await self._wait_tasks_and_socket(tasks)
+
+    async def _wait_tasks_and_socket(self, tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(OSError, ssl.SSLError):
             await self._writer.wait_closed()
