@@ -501,3 +501,27 @@ async def test_stop_with_unread_responses() -> None:
 
     # The unbind waits up to 2 s for unbind_resp, the close up to 2 s more.
     assert stop_s < 6
+
+
+async def test_unread_responses_stop_reading() -> None:
+    flood = encode_pdu(EnquireLink(sequence_number=1)) * 200_000
+
+    async def sink(report: object) -> None:
+        raise AssertionError("no report expected")
+
+    async with flooding_smsc(flood, receive_buffer=4096) as (port, written):
+        provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
+        await provider.start(sink)
+        try:
+            await wait_until(lambda: provider.is_ready()[0])
+            (session,) = provider.sessions
+            sock = session._writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            await written.wait()
+            await asyncio.sleep(1)
+            buffered = session._writer.transport.get_write_buffer_size()
+        finally:
+            await provider.stop()
+
+    # asyncio's default high-water mark is 64 KiB, and one response is 16 octets.
+    assert buffered <= 64 * 1024 + 16

@@ -378,6 +378,9 @@ class SmppSession:
                         self._receipt_slots.release()
                         break
                 self._dispatch(pdu)
+                # Responses the SMSC does not read stop the reading, so an
+                # enquire_link flood cannot grow the write buffer without bound.
+                await self._writer.drain()
         except asyncio.IncompleteReadError:
             pass
         except (ConnectionError, OSError) as exc:
