@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import String
 
 from budstikke.channels.smpp.pdu import DataSm, DeliverSm
 from budstikke.channels.smpp.receipts import (
+    MESSAGE_ID_MAX_LENGTH,
     normalise_receipt_id,
     parse_receipt_date,
     parse_receipt_text,
@@ -20,6 +22,7 @@ from budstikke.channels.smpp.receipts import (
 )
 from budstikke.channels.smpp.tlv import Tlv, TlvTag
 from budstikke.domain.statuses import NotificationStatus
+from budstikke.store.tables import provider_ref_keys
 
 
 def receipt(text: str, *tlvs: Tlv, esm_class: int = 0x04) -> DeliverSm:
@@ -365,6 +368,22 @@ def test_keys() -> None:
     assert reference_keys("00A1B2C3") == ("id:00a1b2c3", "hex:a1b2c3")
     assert reference_keys("ab12cd-ef3456-0001") == ("id:ab12cd-ef3456-0001",)
     assert reference_keys("0000123456") == ("id:0000123456", "hex:123456")
+
+
+@pytest.mark.parametrize("character", ["\u00df", "\u0130", "\ufb03"])
+def test_keys_fit_ref_key_column(character: str) -> None:
+    # These characters get longer in lower or folded case.
+    column_type = provider_ref_keys.c.ref_key.type
+    assert isinstance(column_type, String)
+    assert column_type.length is not None
+
+    for key in reference_keys(character * MESSAGE_ID_MAX_LENGTH):
+        assert len(key) <= column_type.length
+
+
+def test_non_ascii_letters_keep_case() -> None:
+    assert match("abc\u00c6", "ABC\u00c6")
+    assert not match("abc\u00c6", "abc\u00e6")
 
 
 def test_case_sensitive_ids() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -267,6 +268,11 @@ def _network_error_code(pdu: DeliverSm | DataSm) -> str | None:
 
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
+# Only ASCII letters are folded, because str.casefold() can lengthen an id
+# ("ß" becomes "ss"), and a 64-character id would then overflow the
+# 100-character ref_key columns.
+_ASCII_LOWER_CASE: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
 # Bases in which an SMSC may write receipt message ids, relative to submit_sm_resp.
 RECEIPT_ID_BASES: Final = ("same", "decimal", "hex")
 
@@ -278,7 +284,8 @@ def reference_keys(message_id: str, *, case_sensitive: bool = False) -> tuple[st
     `A1B2C3`) or in another letter case in submit_sm_resp and in receipts.
     Two ids match when their key sets share a key:
 
-    - `id:` + the trimmed id, case-folded unless `case_sensitive`;
+    - `id:` + the trimmed id, with ASCII letters in lower case unless
+      `case_sensitive`;
     - `hex:` + the value read as hexadecimal without leading zeros, when the
       id is all hex digits and `case_sensitive` is off.
 
@@ -290,7 +297,7 @@ def reference_keys(message_id: str, *, case_sensitive: bool = False) -> tuple[st
     trimmed = message_id.strip()
     if case_sensitive:
         return (f"id:{trimmed}",)
-    keys = [f"id:{trimmed.casefold()}"]
+    keys = [f"id:{trimmed.translate(_ASCII_LOWER_CASE)}"]
     if trimmed and set(trimmed) <= _HEX_DIGITS:
         keys.append(f"hex:{int(trimmed, 16):x}")
     return tuple(keys)
