@@ -122,3 +122,30 @@ async def _mail_count_reached(server: SmtpTestServer, count: int) -> bool:
 
 async def _status_is(app: RunningApp, shipment_id: str, status: str) -> bool:
     return (await shipment_status(app, shipment_id))[1] == status
+
+
+async def test_slow_server_stopped_before_lease_ends(
+    settings: Settings, start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_server()
+    server.handler.data_delay_s = 5.0
+    slow = smtp_settings(settings, server.port).model_copy(
+        update={
+            "email_url": f"smtp://127.0.0.1:{server.port}?tls=none&timeout_s=10",
+            "lease_s": 1.0,
+        }
+    )
+    caplog.set_level(logging.WARNING, logger="budstikke.dispatch.dispatcher")
+
+    async with run_app(slow) as app:
+        await place_email(app)
+        await wait_for(lambda: _retries_logged(caplog, 1))
+
+        events = [getattr(record, "event", None) for record in caplog.records]
+        reasons = [str(getattr(record, "reason", "")) for record in caplog.records]
+
+    # Stopped at 0.8 s of the 1 s lease, so no second worker claim could
+    # start another MAIL while the first one was still running.
+    assert mail_commands(server) == 1
+    assert "hand_off_lease_lost" not in events
+    assert any("within 0.8 s" in reason for reason in reasons)

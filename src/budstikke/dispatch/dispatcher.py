@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from budstikke.channels.base import DeliveryReport, Provider, ReportSink
+from budstikke.channels.base import DeliveryReport, HandOffReceipt, Provider, ReportSink
 from budstikke.dispatch.messages import build_message
 from budstikke.dispatch.outcome_writer import OutcomeWriter
 from budstikke.dispatch.retention import RetentionPass
@@ -42,6 +42,9 @@ STOP_GRACE_S = 10.0
 # Pause of the worker loop after a database error, doubled up to the maximum.
 DATABASE_RETRY_S = 0.5
 DATABASE_RETRY_MAX_S = 15.0
+# A hand-off may take at most this share of the lease. A provider still busy
+# then is stopped before another worker could claim the message and send it too.
+HAND_OFF_LEASE_SHARE = 0.8
 
 
 def utc_now() -> datetime:
@@ -327,7 +330,7 @@ class Dispatcher:
             "attempt": claimed.attempts,
         }
         try:
-            receipt = await provider.hand_off(build_message(claimed))
+            receipt = await self._call_provider(provider, claimed)
         except HandOffError as error:
             duration_s = time.perf_counter() - started
             await self._handle_failure(claimed, error, log_context, duration_s=duration_s)
@@ -391,6 +394,31 @@ class Dispatcher:
                     **log_context,
                 },
             )
+
+    async def _call_provider(
+        self, provider: Provider, claimed: ClaimedNotification
+    ) -> HandOffReceipt:
+        """Hand the message to the provider within the lease and the TTL.
+
+        A provider still busy at the time limit (a slow SMTP server, an SMSC
+        that keeps throttling) is stopped, and the attempt fails with an
+        unknown outcome, because the message may have reached the provider.
+        """
+        until_expiry_s = (claimed.expires_at - self.clock()).total_seconds()
+        time_limit_s = max(0.0, min(self.lease_s * HAND_OFF_LEASE_SHARE, until_expiry_s))
+        deadline = asyncio.timeout(time_limit_s)
+        try:
+            async with deadline:
+                return await provider.hand_off(build_message(claimed))
+        except TimeoutError as error:
+            if not deadline.expired():
+                raise
+            raise HandOffError(
+                f"the provider did not finish the hand-off within {time_limit_s:.1f} s, the "
+                f"time left before the TTL or {HAND_OFF_LEASE_SHARE:.0%} of the lease "
+                "(BUDSTIKKE_LEASE_S)",
+                outcome_unknown=True,
+            ) from error
 
     async def _persist(
         self, claimed: ClaimedNotification, write: Callable[[], Awaitable[bool]]
