@@ -26,7 +26,7 @@ from budstikke.channels.smpp.pdu import (
     read_pdu,
     response_for,
 )
-from budstikke.channels.smpp.session import MAX_CONCURRENT_RECEIPTS
+from budstikke.channels.smpp.session import MAX_CONCURRENT_RECEIPTS, MAX_UNSENT_BYTES
 from budstikke.channels.smpp.status_codes import CommandStatus
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.errors import HandOffError
@@ -443,7 +443,7 @@ async def flooding_smsc(
         await server.wait_closed()
 
 
-async def test_receipt_flood_stops_reading() -> None:
+async def test_receipt_flood_defers_extra_receipts(caplog: pytest.LogCaptureFixture) -> None:
     receipt = DeliverSm(
         sequence_number=1,
         esm_class=0x04,
@@ -457,14 +457,14 @@ async def test_receipt_flood_stops_reading() -> None:
         started_reports += 1
         await release_sink.wait()
 
-    async with flooding_smsc(encode_pdu(receipt) * 3000) as (port, written):
+    flood_size = MAX_CONCURRENT_RECEIPTS + 2000
+    async with flooding_smsc(encode_pdu(receipt) * flood_size) as (port, written):
         provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
         await provider.start(blocked_sink)
         try:
             await wait_until(lambda: provider.is_ready()[0])
             await written.wait()
-            await wait_until(lambda: started_reports >= MAX_CONCURRENT_RECEIPTS)
-            await asyncio.sleep(0.5)
+            await wait_until(lambda: deferred_receipts(caplog) >= flood_size - started_reports)
             reports_while_blocked = started_reports
             tasks_while_blocked = len(asyncio.all_tasks())
         finally:
@@ -474,6 +474,11 @@ async def test_receipt_flood_stops_reading() -> None:
     assert reports_while_blocked == MAX_CONCURRENT_RECEIPTS
     # One task per receipt slot, plus the bind, reader, enquire_link and test tasks.
     assert tasks_while_blocked < MAX_CONCURRENT_RECEIPTS + 20
+
+
+def deferred_receipts(caplog: pytest.LogCaptureFixture) -> int:
+    events = [getattr(record, "event", None) for record in caplog.records]
+    return events.count("smpp_receipt_deferred")
 
 
 async def test_stop_with_unread_responses() -> None:
@@ -503,8 +508,9 @@ async def test_stop_with_unread_responses() -> None:
     assert stop_s < 6
 
 
-async def test_unread_responses_stop_reading() -> None:
-    flood = encode_pdu(EnquireLink(sequence_number=1)) * 200_000
+async def test_unread_responses_close_session(caplog: pytest.LogCaptureFixture) -> None:
+    # One enquire_link_resp is 16 octets, so these leave more than MAX_UNSENT_BYTES unsent.
+    flood = encode_pdu(EnquireLink(sequence_number=1)) * (MAX_UNSENT_BYTES // 16 + 20_000)
 
     async def sink(report: object) -> None:
         raise AssertionError("no report expected")
@@ -518,10 +524,9 @@ async def test_unread_responses_stop_reading() -> None:
             sock = session._writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
             await written.wait()
-            await asyncio.sleep(1)
-            buffered = session._writer.transport.get_write_buffer_size()
+            await wait_until(lambda: session.is_closed, timeout_s=30)
+            events = [getattr(record, "event", None) for record in caplog.records]
         finally:
             await provider.stop()
 
-    # asyncio's default high-water mark is 64 KiB, and one response is 16 octets.
-    assert buffered <= 64 * 1024 + 16
+    assert "smpp_peer_not_reading" in events

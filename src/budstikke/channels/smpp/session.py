@@ -59,9 +59,15 @@ logger = logging.getLogger(__name__)
 ReportHandler = Callable[[DeliveryReport], Awaitable[None]]
 
 # Receipts are handed to the report sink concurrently, up to this many at a
-# time per session. Beyond that the session stops reading, so TCP flow
-# control slows the SMSC down.
-MAX_CONCURRENT_RECEIPTS: Final = 64
+# time per session. A receipt beyond that is answered with ESME_RX_T_APPN at
+# once, so the SMSC sends it again later, and the session keeps reading the
+# responses to its submits. An SMSC may send its stored receipts in a burst
+# after a bind, so the limit is well above a normal batch.
+MAX_CONCURRENT_RECEIPTS: Final = 512
+
+# An SMSC that stops reading leaves our PDUs in the write buffer. Above this
+# many unsent bytes, far more than a full window of submits, the session closes.
+MAX_UNSENT_BYTES: Final = 4 * 1024 * 1024
 
 # An unbind on shutdown waits at most this long for unbind_resp.
 UNBIND_TIMEOUT_S: Final = 2.0
@@ -122,7 +128,7 @@ class SmppSession:
         self._window = PrioritySlots(
             settings.window, reserved_slots(settings.window, settings.instant_share)
         )
-        self._receipt_slots = asyncio.Semaphore(MAX_CONCURRENT_RECEIPTS)
+        self._receipts_running = 0
         self.headroom = (
             LoopHeadroom(target_s=settings.max_loop_lag_s)
             if settings.max_loop_lag_s is not None
@@ -370,17 +376,16 @@ class SmppSession:
                         )
                         break
                     self._answer_invalid_pdu(exc)
-                    continue
-                if isinstance(pdu, DeliverSm | DataSm):
-                    # Waiting here stops reading, so TCP flow control slows the SMSC.
-                    await self._receipt_slots.acquire()
-                    if self._closed.is_set():
-                        self._receipt_slots.release()
-                        break
-                self._dispatch(pdu)
-                # Responses the SMSC does not read stop the reading, so an
-                # enquire_link flood cannot grow the write buffer without bound.
-                await self._writer.drain()
+                else:
+                    self._dispatch(pdu)
+                unsent = self._writer.transport.get_write_buffer_size()
+                if unsent > MAX_UNSENT_BYTES:
+                    reason = f"the SMSC does not read: {unsent} bytes unsent"
+                    logger.error(
+                        "closing SMPP session: the SMSC does not read what it is sent",
+                        extra={"event": "smpp_peer_not_reading", "session": self.label},
+                    )
+                    break
         except asyncio.IncompleteReadError:
             pass
         except (ConnectionError, OSError) as exc:
@@ -394,10 +399,7 @@ class SmppSession:
         elif isinstance(pdu, EnquireLink):
             self._send(response_for(pdu))
         elif isinstance(pdu, DeliverSm | DataSm):
-            # The read loop acquired a receipt slot for this PDU. The done callback
-            # releases it, also when the task is cancelled before it starts.
-            task = self._spawn(self._handle_message(pdu), "receipt")
-            task.add_done_callback(lambda _: self._receipt_slots.release())
+            self._take_receipt(pdu)
         elif isinstance(pdu, Unbind):
             logger.warning(
                 "SMSC unbound the session",
@@ -459,6 +461,23 @@ class SmppSession:
                 pending.future.set_exception(MalformedResponseError(str(exc)))
             return
         self._send(GenericNack(sequence_number=sequence_number, command_status=exc.command_status))
+
+    def _take_receipt(self, pdu: DeliverSm | DataSm) -> None:
+        """Start handling a receipt, or defer it to the SMSC when every receipt slot is taken."""
+        if self._receipts_running >= MAX_CONCURRENT_RECEIPTS:
+            logger.warning(
+                "receipt deferred: the report sink is busy",
+                extra={"event": "smpp_receipt_deferred", "session": self.label},
+            )
+            self._send(response_for(pdu, command_status=CommandStatus.ESME_RX_T_APPN))
+            return
+        self._receipts_running += 1
+        task = self._spawn(self._handle_message(pdu), "receipt")
+        # Also called when the task is cancelled before it starts.
+        task.add_done_callback(self._end_receipt)
+
+    def _end_receipt(self, _task: asyncio.Future[None]) -> None:
+        self._receipts_running -= 1
 
     async def _handle_message(self, pdu: DeliverSm | DataSm) -> None:
         """Pass a receipt to the report handler, then send its response.
