@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -187,6 +188,53 @@ async def test_wrong_login_keys_are_throttled(
 
     assert after_wait.status_code == 303
     assert SESSION_COOKIE in after_wait.cookies
+
+
+async def test_concurrent_wrong_logins_are_throttled(dashboard: DashboardApp) -> None:
+    dashboard.app.state.services.login_throttle = LoginThrottle(
+        max_failures=3, window_s=60.0, clock=FakeClock()
+    )
+    # Every request's headers arrive before any body, as from many connections at once.
+    bodies_sent = asyncio.Event()
+    statuses: list[int] = []
+
+    async def post_wrong_key(attempt: int) -> None:
+        body = f"key=guess-{attempt}".encode()
+
+        async def receive() -> dict[str, Any]:
+            await bodies_sent.wait()
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/dashboard/login",
+            "raw_path": b"/dashboard/login",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"budstikke.test"),
+                (b"content-type", b"application/x-www-form-urlencoded"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            "client": ("192.0.2.9", 40000),
+            "server": ("budstikke.test", 80),
+        }
+        await dashboard.app(scope, receive, send)
+
+    requests = [asyncio.create_task(post_wrong_key(attempt)) for attempt in range(10)]
+    await asyncio.sleep(0.1)
+    bodies_sent.set()
+    await asyncio.gather(*requests)
+
+    assert sorted(statuses) == [401] * 3 + [429] * 7
 
 
 async def test_wrong_bearer_keys_are_throttled(dashboard: DashboardApp) -> None:

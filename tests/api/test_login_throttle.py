@@ -73,6 +73,11 @@ def test_client_key_groups_ipv6_by_64() -> None:
     assert client_key(None) == "unknown"
 
 
+def test_client_key_unwraps_ipv4_mapped() -> None:
+    assert client_key("::ffff:203.0.113.5") == "203.0.113.5"
+    assert client_key("::ffff:203.0.113.5") != client_key("::ffff:198.51.100.9")
+
+
 def test_throttle_rejects_invalid_settings() -> None:
     with pytest.raises(ValueError, match="max_failures=0"):
         LoginThrottle(max_failures=0)

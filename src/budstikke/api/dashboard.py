@@ -143,6 +143,10 @@ async def log_in(request: Request) -> Response:
     if retry_after_s is not None:
         return login_throttled(client, retry_after_s)
     body = await read_form(request)
+    # Checked again: requests read concurrently all passed the first check.
+    retry_after_s = services.login_throttle.retry_after_s(throttle_key)
+    if retry_after_s is not None:
+        return login_throttled(client, retry_after_s)
     offered = body.get("key", [""])[0]
     if not hmac.compare_digest(offered.encode(), operator_key.encode()):
         services.login_throttle.record_failure(throttle_key)

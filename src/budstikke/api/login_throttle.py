@@ -38,6 +38,9 @@ def client_key(host: str | None) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # An IPv4 client of a dual-stack listener ("::ffff:192.0.2.7").
+        return str(address.ipv4_mapped)
     if address.version == 6:
         network = ipaddress.ip_network(f"{address}/{IPV6_CLIENT_PREFIX}", strict=False)
         return str(network)
