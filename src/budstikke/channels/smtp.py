@@ -588,6 +588,10 @@ class SmtpProvider:
             await client.rset()
         except TRANSLATED_ERRORS:
             client.close()
+        except BaseException:
+            # Cancelled during RSET: the session is out of step, so the connection goes too.
+            client.close()
+            raise
         else:
             self._release(client)
 
