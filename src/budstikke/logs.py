@@ -93,8 +93,8 @@ class RepeatFilter(logging.Filter):
     A failure is a record at WARNING or above that carries an `event` in its
     extra. A record below WARNING with an `event` is counted the same way when
     its extra sets `count_repeats` to True, for routine lines that a peer can
-    trigger at any rate. Two failures are identical when their logger, event and reason
-    match; the reason is the first of REASON_FIELDS present, else the message
+    trigger at any rate. Two failures are identical when their logger, event
+    and reason match; the reason is the first of REASON_FIELDS present, else the message
     template. Ids such as `notification_id` are left out of the comparison,
     so one broken gateway failing a thousand notifications writes one line.
     A summary line with the count (event `log_repeated`) goes to `sink` when

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from budstikke import __version__
 from budstikke.api.dashboard_data import load_dashboard
 from budstikke.api.login_throttle import client_key
-from budstikke.api.services import services_of
+from budstikke.api.services import Services, services_of
 from budstikke.dispatch.dispatcher import utc_now
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,8 @@ async def show_dashboard(request: Request) -> Response:
     offers_key = bearer_credentials(request) is not None
     client = request.client.host if request.client else None
     throttle_key = client_key(client)
-    retry_after_s = services.login_throttle.retry_after_s(throttle_key) if offers_key else None
-    if retry_after_s is not None:
-        return login_throttled(client, retry_after_s)
+    if offers_key and (throttled := throttled_response(services, client, throttle_key)):
+        return throttled
     if not is_operator(request, operator_key):
         if offers_key:
             services.login_throttle.record_failure(throttle_key)
@@ -139,14 +138,12 @@ async def log_in(request: Request) -> Response:
     client = request.client.host if request.client else None
     throttle_key = client_key(client)
     # Checked before the body is read, so a throttled client's key is never compared.
-    retry_after_s = services.login_throttle.retry_after_s(throttle_key)
-    if retry_after_s is not None:
-        return login_throttled(client, retry_after_s)
+    if throttled := throttled_response(services, client, throttle_key):
+        return throttled
     body = await read_form(request)
     # Checked again: requests read concurrently all passed the first check.
-    retry_after_s = services.login_throttle.retry_after_s(throttle_key)
-    if retry_after_s is not None:
-        return login_throttled(client, retry_after_s)
+    if throttled := throttled_response(services, client, throttle_key):
+        return throttled
     offered = body.get("key", [""])[0]
     if not hmac.compare_digest(offered.encode(), operator_key.encode()):
         services.login_throttle.record_failure(throttle_key)
@@ -174,6 +171,14 @@ async def log_in(request: Request) -> Response:
     )
     logger.info("dashboard login", extra={"event": "dashboard_login", "client": client})
     return response
+
+
+def throttled_response(
+    services: Services, client: str | None, throttle_key: str
+) -> HTMLResponse | None:
+    """Return the 429 page when the client sent too many wrong keys, else None."""
+    retry_after_s = services.login_throttle.retry_after_s(throttle_key)
+    return None if retry_after_s is None else login_throttled(client, retry_after_s)
 
 
 def login_throttled(client: str | None, retry_after_s: int) -> HTMLResponse:

@@ -26,7 +26,11 @@ from budstikke.channels.smpp.pdu import (
     read_pdu,
     response_for,
 )
-from budstikke.channels.smpp.session import MAX_CONCURRENT_RECEIPTS, MAX_UNSENT_BYTES
+from budstikke.channels.smpp.session import (
+    MAX_CONCURRENT_RECEIPTS,
+    MAX_UNSENT_BYTES,
+    SmppSession,
+)
 from budstikke.channels.smpp.status_codes import CommandStatus
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.errors import HandOffError
@@ -481,9 +485,14 @@ def deferred_receipts(caplog: pytest.LogCaptureFixture) -> int:
     return events.count("smpp_receipt_deferred")
 
 
-async def test_stop_with_unread_responses() -> None:
-    # 200,000 enquire_link_resp are 3.2 MB, more than the small socket buffers hold.
-    flood = encode_pdu(EnquireLink(sequence_number=1)) * 200_000
+@contextlib.asynccontextmanager
+async def unread_flood(flood: bytes) -> AsyncIterator[tuple[SmppProvider, SmppSession]]:
+    """Start a provider against an SMSC that sends `flood` and never reads.
+
+    Both sides get small socket buffers, so the responses stay in the
+    provider's write buffer. Yields once the flood is written. The caller
+    stops the provider.
+    """
 
     async def sink(report: object) -> None:
         raise AssertionError("no report expected")
@@ -491,18 +500,24 @@ async def test_stop_with_unread_responses() -> None:
     async with flooding_smsc(flood, receive_buffer=4096) as (port, written):
         provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
         await provider.start(sink)
-        try:
-            await wait_until(lambda: provider.is_ready()[0])
-            (session,) = provider.sessions
-            sock = session._writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            await written.wait()
-            await asyncio.sleep(1)
-        finally:
-            started = time.monotonic()
-            async with asyncio.timeout(15):
-                await provider.stop()
-            stop_s = time.monotonic() - started
+        await wait_until(lambda: provider.is_ready()[0])
+        (session,) = provider.sessions
+        sock = session._writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        await written.wait()
+        yield provider, session
+
+
+async def test_stop_with_unread_responses() -> None:
+    # 200,000 enquire_link_resp are 3.2 MB, more than the small socket buffers hold.
+    flood = encode_pdu(EnquireLink(sequence_number=1)) * 200_000
+
+    async with unread_flood(flood) as (provider, _session):
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        async with asyncio.timeout(15):
+            await provider.stop()
+        stop_s = time.monotonic() - started
 
     # The unbind waits up to 2 s for unbind_resp, the close up to 2 s more.
     assert stop_s < 6
@@ -512,21 +527,11 @@ async def test_unread_responses_close_session(caplog: pytest.LogCaptureFixture) 
     # One enquire_link_resp is 16 octets, so these leave more than MAX_UNSENT_BYTES unsent.
     flood = encode_pdu(EnquireLink(sequence_number=1)) * (MAX_UNSENT_BYTES // 16 + 20_000)
 
-    async def sink(report: object) -> None:
-        raise AssertionError("no report expected")
-
-    async with flooding_smsc(flood, receive_buffer=4096) as (port, written):
-        provider = SmppProvider(SmppConfig(host="127.0.0.1", port=port, system_id="raw"))
-        await provider.start(sink)
+    async with unread_flood(flood) as (provider, session):
         try:
-            await wait_until(lambda: provider.is_ready()[0])
-            (session,) = provider.sessions
-            sock = session._writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            await written.wait()
             await wait_until(lambda: session.is_closed, timeout_s=30)
-            events = [getattr(record, "event", None) for record in caplog.records]
         finally:
             await provider.stop()
 
+    events = [getattr(record, "event", None) for record in caplog.records]
     assert "smpp_peer_not_reading" in events

@@ -58,11 +58,10 @@ logger = logging.getLogger(__name__)
 
 ReportHandler = Callable[[DeliveryReport], Awaitable[None]]
 
-# Receipts are handed to the report sink concurrently, up to this many at a
-# time per session. A receipt beyond that is answered with ESME_RX_T_APPN at
-# once, so the SMSC sends it again later, and the session keeps reading the
-# responses to its submits. An SMSC may send its stored receipts in a burst
-# after a bind, so the limit is well above a normal batch.
+# Receipts handed to the report sink at once, per session. A receipt beyond
+# that gets ESME_RX_T_APPN in its response at once, so the SMSC sends it again
+# later while the session goes on reading submit responses. An SMSC may send
+# its stored receipts in a burst after a bind, so this is well above a batch.
 MAX_CONCURRENT_RECEIPTS: Final = 512
 
 # An SMSC that stops reading leaves our PDUs in the write buffer. Above this
@@ -322,10 +321,10 @@ class SmppSession:
                 await self._wait_tasks_and_socket(tasks)
         except TimeoutError:
             if not self._aborted:
-                # Both close() and the bind task may wait here; one warning is enough.
+                # Both close() and the bind task may wait here, so only the first one warns.
                 self._aborted = True
                 logger.warning(
-                    "SMSC did not read the last PDUs; aborting the connection",
+                    "SMSC did not read the last PDUs, aborting the connection",
                     extra={
                         "event": "smpp_close_aborted",
                         "session": self.label,
@@ -382,7 +381,7 @@ class SmppSession:
                 if unsent > MAX_UNSENT_BYTES:
                     reason = f"the SMSC does not read: {unsent} bytes unsent"
                     logger.error(
-                        "closing SMPP session: the SMSC does not read what it is sent",
+                        "closing SMPP session: the SMSC stopped reading",
                         extra={"event": "smpp_peer_not_reading", "session": self.label},
                     )
                     break
@@ -482,7 +481,7 @@ class SmppSession:
     async def _handle_message(self, pdu: DeliverSm | DataSm) -> None:
         """Pass a receipt to the report handler, then send its response.
 
-        The read loop limits these to MAX_CONCURRENT_RECEIPTS at a time.
+        _take_receipt runs at most MAX_CONCURRENT_RECEIPTS of these at a time.
 
         A handler failure responds with ESME_RX_T_APPN, so the SMSC keeps the
         receipt and delivers it again later.
