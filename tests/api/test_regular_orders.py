@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -408,3 +409,19 @@ async def test_reminder_before_order_rejected(running_app: RunningApp) -> None:
     assert reminder_time.isoformat().replace("+00:00", "Z") in message
     assert order_time.isoformat().replace("+00:00", "Z") in message
     assert "delayDays" in message
+
+
+async def test_due_order_waits_for_instant_order(settings: Settings) -> None:
+    async with run_app(settings) as app:
+        instant_first = app.app.state.services.dispatcher.instant_first
+        # Far longer than the test, so only the end of the instant order ends the wait.
+        instant_first.max_wait_s = 60
+        with instant_first.placing():
+            placed = await place(app, regular_order())
+            shipment_id = placed["notification"]["shipmentId"]
+            app.app.state.services.regular_processor.wake()
+            await asyncio.sleep(0.5)
+
+            assert (await shipment(app, shipment_id))["status"] == "Order_Registered"
+
+        await final_status(app, shipment_id, "Order_Completed")

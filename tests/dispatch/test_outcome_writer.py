@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
+from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.dispatch.outcome_writer import OutcomeWriter
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.store.database import Database
@@ -226,3 +227,39 @@ async def test_instant_hand_off_ends_the_wait(
     assert recorded is True
     assert store.batches == [(0, 1), (1, 1)]
     assert waited_s < 20
+
+
+async def test_regular_items_wait_for_instant_order(database: Database) -> None:
+    store = BatchRecordingStore(database)
+    instant_first = InstantFirst(max_wait_s=60)
+    writer = OutcomeWriter(store, lambda: NOW, instant_first=instant_first)
+
+    with instant_first.placing():
+        report = asyncio.create_task(writer.apply_report(["U0"], status=DELIVERED, error_code=None))
+        await asyncio.sleep(0.05)
+        assert store.batches == []
+
+    await asyncio.wait_for(report, timeout=20)
+    assert store.batches == [(0, 1)]
+
+
+async def test_instant_record_skips_the_wait(
+    database: Database,
+) -> None:
+    store = BatchRecordingStore(database)
+    instant_first = InstantFirst(max_wait_s=60)
+    writer = OutcomeWriter(store, lambda: NOW, instant_first=instant_first)
+    _receipt, claimed = await claimed_order(store, "instant")
+
+    with instant_first.placing():
+        report = asyncio.create_task(writer.apply_report(["U0"], status=DELIVERED, error_code=None))
+        await asyncio.sleep(0.05)
+        # The order's own hand-off record must not wait for the order to end.
+        recorded = await asyncio.wait_for(
+            writer.record_hand_off(claimed, status=ACCEPTED, parts=[PartReference("i", ("I",))]),
+            timeout=20,
+        )
+        await report
+
+    assert recorded is True
+    assert store.batches == [(1, 1)]

@@ -158,7 +158,11 @@ async def start_services(
     if run_workers:
         dispatcher.start_worker()
         regular_processor = build_regular_processor(
-            settings, database, on_stored=dispatcher.wake, clock=clock
+            settings,
+            database,
+            on_stored=dispatcher.wake,
+            clock=clock,
+            instant_first=dispatcher.instant_first,
         )
         regular_processor.start()
     # One source, so that instant and regular orders see the same limits.

@@ -19,13 +19,14 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from budstikke.channels.base import DeliveryReport, HandOffReceipt, Provider, ReportSink
+from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.dispatch.messages import build_message
 from budstikke.dispatch.outcome_writer import OutcomeWriter
 from budstikke.dispatch.retention import RetentionPass
 from budstikke.dispatch.retry import GiveUp, RetryAt, decide_retry
 from budstikke.dispatch.webhooks import WebhookDeliveryLoop
 from budstikke.domain.recipients import mask_recipient
-from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel
+from budstikke.domain.statuses import FAILED_TTL_STATUS, Channel, Priority
 from budstikke.errors import DatabaseUnavailableError, HandOffError
 from budstikke.metrics import Metrics
 from budstikke.store.events import PgEventListener
@@ -118,8 +119,10 @@ class Dispatcher:
         self.poll_interval_s = poll_interval_s
         self.concurrency = concurrency
         self.clock = clock
+        # Counts the instant orders being placed, which regular batches wait for.
+        self.instant_first = InstantFirst()
         # Hand-off records and delivery reports are written in batches.
-        self.outcomes = OutcomeWriter(store, clock)
+        self.outcomes = OutcomeWriter(store, clock, instant_first=self.instant_first)
         self.worker_id = make_worker_id()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -239,6 +242,7 @@ class Dispatcher:
             # Cleared before the pass, so a wake-up (new work, or stop) that
             # comes during the pass ends the wait below at once.
             self._wake.clear()
+            await self.instant_first.wait_turn()
             try:
                 expire = time.monotonic() >= self._next_expiry_at
                 if expire:
@@ -319,6 +323,8 @@ class Dispatcher:
 
     async def _hand_off(self, claimed: ClaimedNotification) -> None:
         provider = self.providers[claimed.channel]
+        if claimed.priority != Priority.INSTANT:
+            await self.instant_first.wait_turn()
         started = time.perf_counter()
         sent_at = self.clock()
         log_context: dict[str, object] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -59,6 +60,21 @@ class InstantOrders:
         Raises RequestValidationError for a country or content rule and
         RateLimitExceededError for a rate limit.
         """
+        with self._placing():
+            return await self._place_sms(creator, order)
+
+    async def place_email(self, creator: str, order: InstantEmailOrder) -> OrderReceipt:
+        """Check the order against the creator's limits, store it, and hand it off."""
+        with self._placing():
+            return await self._place_email(creator, order)
+
+    def _placing(self) -> contextlib.AbstractContextManager[None]:
+        # Regular work of this process waits while the order is placed.
+        if self.dispatcher is None:
+            return contextlib.nullcontext()
+        return self.dispatcher.instant_first.placing()
+
+    async def _place_sms(self, creator: str, order: InstantSmsOrder) -> OrderReceipt:
         limits = await self.limits.for_creator(creator)
         check_instant_sms_order(order, limits)
         notification = NewNotification(
@@ -78,8 +94,7 @@ class InstantOrders:
             callback_url=order.callback_url,
         )
 
-    async def place_email(self, creator: str, order: InstantEmailOrder) -> OrderReceipt:
-        """Check the order against the creator's limits, store it, and hand it off."""
+    async def _place_email(self, creator: str, order: InstantEmailOrder) -> OrderReceipt:
         limits = await self.limits.for_creator(creator)
         check_instant_email_order(order, limits)
         notification = NewNotification(

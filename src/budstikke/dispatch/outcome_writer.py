@@ -13,6 +13,10 @@ pause, a steady stream of hand-offs and receipts is written two or three
 items per transaction, and the fixed cost of those transactions takes
 much of the event loop's time. The hand-off of an instant message ends
 the pause at once.
+
+A batch of regular items also waits while an instant order is being
+placed in this process (InstantFirst), so that its steps do not wait for
+the batch; the instant order's own hand-off record ends that wait.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.domain.statuses import NotificationStatus, Priority
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.notifications import NotificationStore
@@ -69,9 +74,18 @@ _Queued = _QueuedHandOff | _QueuedReport
 class OutcomeWriter:
     """The queue of hand-off records and delivery reports of one process, and its drain task."""
 
-    def __init__(self, store: NotificationStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: NotificationStore,
+        clock: Callable[[], datetime],
+        *,
+        instant_first: InstantFirst | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.instant_first = instant_first or InstantFirst()
+        # Resolved when an instant hand-off arrives while regular items wait for instant orders.
+        self._instant_arrived: asyncio.Future[None] | None = None
         # Hand-offs of instant messages go in the next batch, which other items
         # fill up to URGENT_BATCH_ITEMS only. While other items wait, every
         # other batch is theirs, so a burst of instant messages cannot hold up
@@ -125,6 +139,8 @@ class OutcomeWriter:
         # cancelled, because the hand-off or the report happened all the same.
         if is_instant_hand_off(item):
             self._instant.append(item)
+            if self._instant_arrived is not None and not self._instant_arrived.done():
+                self._instant_arrived.set_result(None)
         else:
             self._queue.append(item)
         if self._batch_is_ready():
@@ -138,6 +154,8 @@ class OutcomeWriter:
             while True:
                 if written and not self._batch_is_ready():
                     await self._linger()
+                if self._queue and not self._instant:
+                    await self._wait_for_instant_orders()
                 if not (self._instant or self._queue):
                     break
                 others_turn = self._last_batch_urgent and bool(self._queue)
@@ -168,6 +186,16 @@ class OutcomeWriter:
         self._flush.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._flush.wait(), LINGER_S)
+
+    async def _wait_for_instant_orders(self) -> None:
+        """Wait while instant orders are placed, until one's hand-off record arrives."""
+        if self.instant_first.in_flight == 0:
+            return
+        self._instant_arrived = asyncio.get_running_loop().create_future()
+        try:
+            await self.instant_first.wait_turn(self._instant_arrived)
+        finally:
+            self._instant_arrived = None
 
     async def _write(self, batch: list[_Queued]) -> None:
         hand_offs = [item for item in batch if isinstance(item, _QueuedHandOff)]

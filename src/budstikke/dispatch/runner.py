@@ -58,7 +58,12 @@ def build_dispatcher(
     )
     # Runs only where the worker loop runs (start_worker).
     dispatcher.webhooks = build_webhook_loop(
-        settings, database, worker_id=dispatcher.worker_id, clock=clock, metrics=dispatcher.metrics
+        settings,
+        database,
+        worker_id=dispatcher.worker_id,
+        clock=clock,
+        metrics=dispatcher.metrics,
+        instant_first=dispatcher.instant_first,
     )
     instant_retention, regular_retention = retention_periods(settings)
     dispatcher.retention = RetentionPass(
@@ -123,7 +128,12 @@ async def run_worker(settings: Settings, providers: Mapping[Channel, Provider]) 
         log_providers(settings, database)
         await dispatcher.start_providers()
         dispatcher.start_worker()
-        regular_processor = build_regular_processor(settings, database, on_stored=dispatcher.wake)
+        regular_processor = build_regular_processor(
+            settings,
+            database,
+            on_stored=dispatcher.wake,
+            instant_first=dispatcher.instant_first,
+        )
         regular_processor.start()
         freeze_startup_objects()
         await stop.wait()

@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from budstikke.config import Settings
+from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.dispatch.webhook_client import (
     TargetRefusedError,
     WebhookCallError,
@@ -77,9 +78,11 @@ class WebhookDeliveryLoop:
         poll_interval_s: float,
         clock: Callable[[], datetime],
         metrics: Metrics,
+        instant_first: InstantFirst | None = None,
     ) -> None:
         self.database = database
         self.client = client
+        self.instant_first = instant_first or InstantFirst()
         self.worker_id = worker_id
         self.concurrency = concurrency
         self.per_endpoint = per_endpoint
@@ -150,6 +153,7 @@ class WebhookDeliveryLoop:
             # Cleared before the pass, so a wake-up (new work, or stop) that
             # comes during the pass ends the wait below at once.
             self._wake.clear()
+            await self.instant_first.wait_turn()
             try:
                 claimed_all_slots = await self.run_pass()
                 pause_s = DATABASE_RETRY_S
@@ -386,6 +390,7 @@ def build_webhook_loop(
     worker_id: str,
     clock: Callable[[], datetime],
     metrics: Metrics,
+    instant_first: InstantFirst | None = None,
 ) -> WebhookDeliveryLoop:
     """Build the delivery loop of a worker process from the BUDSTIKKE_WEBHOOK_* settings."""
     client = WebhookClient(
@@ -404,4 +409,5 @@ def build_webhook_loop(
         poll_interval_s=settings.worker_poll_interval_s,
         clock=clock,
         metrics=metrics,
+        instant_first=instant_first,
     )

@@ -1,0 +1,139 @@
+"""Regular batches wait while an instant order is being placed, for a bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from budstikke.channels.base import HandOffReceipt, OutgoingMessage
+from budstikke.channels.outbox import FileOutbox
+from budstikke.config import Settings
+from budstikke.dispatch.instant_first import InstantFirst
+from budstikke.dispatch.runner import build_dispatcher
+from budstikke.domain.statuses import Channel, Priority
+from budstikke.store.database import Database
+from budstikke.store.notifications import NotificationStore
+from tests.api.orders import SMS_PATH, sms_order
+from tests.conftest import run_app
+from tests.store.test_notifications import new_order
+from tests.store.test_outcomes import LEASE, NOW
+
+
+async def test_wait_without_orders_returns_at_once() -> None:
+    waiting = InstantFirst().wait_turn()
+
+    # The coroutine finishes on its first step: it never gives up the event loop.
+    with pytest.raises(StopIteration):
+        waiting.send(None)
+
+
+async def test_wait_ends_after_last_order() -> None:
+    first = InstantFirst(max_wait_s=60)
+    with first.placing():
+        with first.placing():
+            waiting = asyncio.create_task(first.wait_turn())
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+
+    await asyncio.wait_for(waiting, timeout=5)
+    assert first.in_flight == 0
+
+
+async def test_wait_ends_after_max_wait() -> None:
+    first = InstantFirst(max_wait_s=0.05)
+    loop = asyncio.get_running_loop()
+
+    with first.placing():
+        started = loop.time()
+        await first.wait_turn()
+        waited_s = loop.time() - started
+
+    assert 0.04 <= waited_s < 5
+
+
+async def test_woken_future_ends_the_wait() -> None:
+    first = InstantFirst(max_wait_s=60)
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    with first.placing():
+        waiting = asyncio.create_task(first.wait_turn(woken))
+        await asyncio.sleep(0.01)
+        woken.set_result(None)
+        await asyncio.wait_for(waiting, timeout=5)
+
+        assert first.in_flight == 1
+
+
+async def test_failed_order_is_not_counted() -> None:
+    first = InstantFirst(max_wait_s=60)
+
+    with pytest.raises(RuntimeError), first.placing():
+        raise RuntimeError("rate limit")
+
+    assert first.in_flight == 0
+    await asyncio.wait_for(first.wait_turn(), timeout=5)
+
+
+def test_negative_max_wait_rejected() -> None:
+    with pytest.raises(ValueError, match="max_wait_s must be 0 or more, not -1"):
+        InstantFirst(max_wait_s=-1)
+
+
+async def test_regular_hand_off_waits_for_instant(database: Database, tmp_path: Path) -> None:
+    outbox_path = tmp_path / "sms.jsonl"
+    outbox = FileOutbox(Channel.SMS, outbox_path)
+    dispatcher = build_dispatcher(Settings(data_dir=tmp_path), database, {Channel.SMS: outbox})
+    dispatcher.instant_first.max_wait_s = 60
+    store = NotificationStore(database)
+    claimed = {}
+    for priority in Priority:
+        receipt = await new_order(database, priority.name, priority=priority)
+        notification = await store.claim(
+            receipt.notification_ids[0], worker_id="w", now=NOW, lease_until=NOW + LEASE
+        )
+        assert notification is not None
+        claimed[priority] = notification
+    await dispatcher.start_providers()
+    try:
+        with dispatcher.instant_first.placing():
+            regular = dispatcher.start_hand_off(claimed[Priority.REGULAR])
+            instant = dispatcher.start_hand_off(claimed[Priority.INSTANT])
+            await asyncio.wait_for(instant, timeout=20)
+            await asyncio.sleep(0.1)
+
+            assert not regular.done()
+            assert len(outbox_path.read_text().splitlines()) == 1
+
+        await asyncio.wait_for(regular, timeout=20)
+        assert len(outbox_path.read_text().splitlines()) == 2
+    finally:
+        await dispatcher.stop()
+
+
+class CountingOutbox(FileOutbox):
+    """File outbox that records how many instant orders were in flight at each hand-off."""
+
+    instant_first: InstantFirst | None = None
+    seen: list[int]
+
+    async def hand_off(self, message: OutgoingMessage) -> HandOffReceipt:
+        assert self.instant_first is not None
+        self.seen.append(self.instant_first.in_flight)
+        return await super().hand_off(message)
+
+
+async def test_instant_order_counted_until_hand_off(settings: Settings, tmp_path: Path) -> None:
+    outbox = CountingOutbox(Channel.SMS, tmp_path / "sms.jsonl")
+    outbox.seen = []
+    async with run_app(settings, providers={Channel.SMS: outbox}) as app:
+        instant_first = app.app.state.services.dispatcher.instant_first
+        outbox.instant_first = instant_first
+
+        response = await app.client.post(SMS_PATH, json=sms_order(), headers=app.headers())
+
+        assert response.status_code == 201
+        assert outbox.seen == [1]
+        assert instant_first.in_flight == 0
