@@ -30,51 +30,87 @@ async def test_wait_without_orders_returns_at_once() -> None:
 
 
 async def test_wait_ends_after_last_order() -> None:
-    first = InstantFirst(max_wait_s=60)
-    with first.placing():
-        with first.placing():
-            waiting = asyncio.create_task(first.wait_turn())
+    instant_first = InstantFirst(max_wait_s=60)
+    with instant_first.placing():
+        with instant_first.placing():
+            waiting = asyncio.create_task(instant_first.wait_turn())
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.01)
         assert not waiting.done()
 
     await asyncio.wait_for(waiting, timeout=5)
-    assert first.in_flight == 0
+    assert instant_first.in_flight == 0
 
 
 async def test_wait_ends_after_max_wait() -> None:
-    first = InstantFirst(max_wait_s=0.05)
+    instant_first = InstantFirst(max_wait_s=0.05)
     loop = asyncio.get_running_loop()
 
-    with first.placing():
+    with instant_first.placing():
         started = loop.time()
-        await first.wait_turn()
+        await instant_first.wait_turn()
         waited_s = loop.time() - started
 
     assert 0.04 <= waited_s < 5
 
 
 async def test_woken_future_ends_the_wait() -> None:
-    first = InstantFirst(max_wait_s=60)
+    instant_first = InstantFirst(max_wait_s=60)
     woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    with first.placing():
-        waiting = asyncio.create_task(first.wait_turn(woken))
+    with instant_first.placing():
+        waiting = asyncio.create_task(instant_first.wait_turn(woken))
         await asyncio.sleep(0.01)
         woken.set_result(None)
         await asyncio.wait_for(waiting, timeout=5)
 
-        assert first.in_flight == 1
+        assert instant_first.in_flight == 1
+
+
+async def test_old_order_no_longer_holds_work() -> None:
+    instant_first = InstantFirst(max_wait_s=0.05)
+
+    with instant_first.placing():
+        # Placed longer ago than the bound, as an order that waits for a slow provider.
+        await asyncio.sleep(0.1)
+        waiting = instant_first.wait_turn()
+
+        with pytest.raises(StopIteration):
+            waiting.send(None)
+
+
+async def test_waiters_released_when_only_old_orders_remain() -> None:
+    instant_first = InstantFirst(max_wait_s=2)
+
+    with instant_first.placing():
+        await asyncio.sleep(2.1)
+        with instant_first.placing():
+            waiting = asyncio.create_task(instant_first.wait_turn())
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+
+        await asyncio.wait_for(waiting, timeout=1)
+        assert instant_first.in_flight == 1
+
+
+async def test_wait_leaves_woken_future_pending() -> None:
+    instant_first = InstantFirst(max_wait_s=0.02)
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    with instant_first.placing():
+        await instant_first.wait_turn(woken)
+
+    assert not woken.done()
 
 
 async def test_failed_order_is_not_counted() -> None:
-    first = InstantFirst(max_wait_s=60)
+    instant_first = InstantFirst(max_wait_s=60)
 
-    with pytest.raises(RuntimeError), first.placing():
+    with pytest.raises(RuntimeError), instant_first.placing():
         raise RuntimeError("rate limit")
 
-    assert first.in_flight == 0
-    await asyncio.wait_for(first.wait_turn(), timeout=5)
+    assert instant_first.in_flight == 0
+    await asyncio.wait_for(instant_first.wait_turn(), timeout=5)
 
 
 def test_negative_max_wait_rejected() -> None:
