@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from budstikke.channels.base import HandOffReceipt, OutgoingMessage
 from budstikke.channels.outbox import FileOutbox
@@ -15,9 +17,11 @@ from budstikke.dispatch.runner import build_dispatcher
 from budstikke.domain.statuses import Channel, Priority
 from budstikke.store.database import Database
 from budstikke.store.notifications import NotificationStore
+from budstikke.store.records import OrderReceipt
+from budstikke.store.tables import notifications
 from tests.api.orders import SMS_PATH, sms_order
-from tests.conftest import run_app
-from tests.store.test_notifications import new_order
+from tests.conftest import run_app, wait_for
+from tests.store.test_notifications import new_order, status_of
 from tests.store.test_outcomes import LEASE, NOW
 
 
@@ -147,6 +151,41 @@ async def test_regular_hand_off_waits_for_instant(database: Database, tmp_path: 
         assert len(outbox_path.read_text().splitlines()) == 2
     finally:
         await dispatcher.stop()
+
+
+async def test_worker_pass_waits_for_instant(database: Database, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, worker_poll_interval_s=0.05)
+    outbox = FileOutbox(Channel.SMS, tmp_path / "sms.jsonl")
+    dispatcher = build_dispatcher(settings, database, {Channel.SMS: outbox})
+    dispatcher.instant_first.max_wait_s = 60
+    receipt = await new_order(database, "due", priority=Priority.REGULAR, now=datetime.now(UTC))
+    await dispatcher.start_providers()
+    try:
+        with dispatcher.instant_first.placing():
+            dispatcher.start_worker()
+            await asyncio.sleep(0.3)
+
+            assert await lease_of(database, receipt) is None
+
+        await wait_for(lambda: status_of_is(database, receipt, "SMS_Delivered"))
+    finally:
+        await dispatcher.stop()
+
+
+async def lease_of(database: Database, receipt: OrderReceipt) -> datetime | None:
+    async with database.read() as connection:
+        lease: datetime | None = (
+            await connection.execute(
+                select(notifications.c.lease_expires_at).where(
+                    notifications.c.id == receipt.notification_ids[0]
+                )
+            )
+        ).scalar_one()
+    return lease
+
+
+async def status_of_is(database: Database, receipt: OrderReceipt, status: str) -> bool:
+    return (await status_of(database, receipt))[1] == status
 
 
 class CountingOutbox(FileOutbox):
