@@ -71,7 +71,7 @@ async def test_woken_future_ends_the_wait() -> None:
         assert instant_first.in_flight == 1
 
 
-async def test_old_order_no_longer_holds_work() -> None:
+async def test_old_order_stops_the_wait() -> None:
     instant_first = InstantFirst(max_wait_s=0.05)
 
     with instant_first.placing():

@@ -52,7 +52,7 @@ class InstantFirst:
             yield
         finally:
             del self._started[order]
-            if self._hold_s() <= 0:
+            if self.hold_s() <= 0:
                 self._release_waiters()
 
     async def wait_turn(self, woken: asyncio.Future[None] | None = None) -> None:
@@ -64,7 +64,7 @@ class InstantFirst:
         outcome writer does when an instant hand-off record arrives, which
         must not wait for the order it belongs to).
         """
-        hold_s = self._hold_s()
+        hold_s = self.hold_s()
         if hold_s <= 0:
             return
         waiter = woken if woken is not None else asyncio.get_running_loop().create_future()
@@ -77,8 +77,8 @@ class InstantFirst:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
 
-    def _hold_s(self) -> float:
-        """Return how much longer the newest order holds regular work back; 0 or less if none."""
+    def hold_s(self) -> float:
+        """Return the seconds until no order makes regular work wait; 0 or less when none does."""
         if not self._started:
             return 0.0
         newest_s = next(reversed(self._started.values()))

@@ -16,7 +16,7 @@ the pause at once.
 
 A batch of regular items also waits while an instant order is being
 placed in this process (InstantFirst), so that its steps do not wait for
-the batch; the instant order's own hand-off record ends that wait.
+the batch. The instant order's own hand-off record ends that wait.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class OutcomeWriter:
 
     async def _wait_for_instant_orders(self) -> None:
         """Wait while instant orders are placed, until one's hand-off record arrives."""
-        if self.instant_first.in_flight == 0:
+        if self.instant_first.hold_s() <= 0:
             return
         self._instant_arrived = asyncio.get_running_loop().create_future()
         try:
