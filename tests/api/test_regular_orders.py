@@ -416,9 +416,13 @@ async def test_due_order_waits_for_instant_order(settings: Settings) -> None:
         instant_first = app.app.state.services.dispatcher.instant_first
         # Far longer than the test, so only the end of the instant order ends the wait.
         instant_first.max_wait_s = 60
+        # Stored before the instant order starts, because storing a regular
+        # order waits for instant orders too.
+        due_at = datetime.now(UTC) + timedelta(seconds=1)
+        placed = await place(app, regular_order(requestedSendTime=due_at.isoformat()))
+        shipment_id = placed["notification"]["shipmentId"]
         with instant_first.placing():
-            placed = await place(app, regular_order())
-            shipment_id = placed["notification"]["shipmentId"]
+            await asyncio.sleep(1.5)
             app.app.state.services.regular_processor.wake()
             await asyncio.sleep(0.5)
 

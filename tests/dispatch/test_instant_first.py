@@ -16,6 +16,7 @@ from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.dispatch.runner import build_dispatcher
 from budstikke.domain.statuses import Channel, Priority
 from budstikke.store.database import Database
+from budstikke.store.migrate import upgrade_to_head
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.records import OrderReceipt
 from budstikke.store.tables import notifications
@@ -212,3 +213,19 @@ async def test_instant_order_counted_until_hand_off(settings: Settings, tmp_path
         assert response.status_code == 201
         assert outbox.seen == [1]
         assert instant_first.in_flight == 0
+
+
+async def test_dispatcher_makes_regular_writes_wait(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(database)
+    dispatcher = build_dispatcher(Settings(data_dir=tmp_path), database, {})
+    dispatcher.instant_first.max_wait_s = 60
+    store = NotificationStore(database)
+
+    with dispatcher.instant_first.placing():
+        expiry = asyncio.create_task(store.expire_overdue(NOW))
+        await asyncio.sleep(0.05)
+        assert not expiry.done()
+
+    assert await asyncio.wait_for(expiry, timeout=5) == []
+    await database.dispose()

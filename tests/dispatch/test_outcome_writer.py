@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
@@ -15,11 +16,13 @@ from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.dispatch.outcome_writer import OutcomeWriter
 from budstikke.domain.statuses import NotificationStatus
 from budstikke.store.database import Database
+from budstikke.store.migrate import upgrade_to_head
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.outcomes import HandOffRecord, OutcomeResults, PartReference, ReceivedReport
 from budstikke.store.tables import provider_parts
 from tests.store.test_notifications import status_of
 from tests.store.test_outcomes import NOW, claimed_order
+from tests.store.test_write_turns import hold_write_connection
 
 ACCEPTED = NotificationStatus.SMS_ACCEPTED
 DELIVERED = NotificationStatus.SMS_DELIVERED
@@ -38,9 +41,10 @@ class BatchRecordingStore(NotificationStore):
         reports: Sequence[ReceivedReport],
         *,
         now: datetime,
+        woken: asyncio.Future[None] | None = None,
     ) -> OutcomeResults:
         self.batches.append((len(hand_offs), len(reports)))
-        return await super().write_outcomes(hand_offs, reports, now=now)
+        return await super().write_outcomes(hand_offs, reports, now=now, woken=woken)
 
 
 async def test_items_queued_together_share_one_batch(database: Database) -> None:
@@ -112,13 +116,17 @@ async def test_cancel_during_retry_cancels_callers(database: Database) -> None:
     original_write = store.write_outcomes
 
     async def fail_batch_then_hang(
-        hand_offs: Sequence[HandOffRecord], reports: Sequence[ReceivedReport], *, now: datetime
+        hand_offs: Sequence[HandOffRecord],
+        reports: Sequence[ReceivedReport],
+        *,
+        now: datetime,
+        woken: asyncio.Future[None] | None = None,
     ) -> OutcomeResults:
         if len(hand_offs) + len(reports) > 1:
             raise IntegrityError("INSERT", {}, Exception("made-up conflict"))
         single_write_started.set()
         await asyncio.Event().wait()
-        return await original_write(hand_offs, reports, now=now)
+        return await original_write(hand_offs, reports, now=now, woken=woken)
 
     store.write_outcomes = fail_batch_then_hang  # type: ignore[method-assign]
     callers = [
@@ -263,3 +271,32 @@ async def test_instant_record_skips_the_wait(
 
     assert recorded is True
     assert store.batches == [(1, 1)]
+
+
+async def test_instant_record_ends_the_wait_for_a_turn(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(database)
+    store = BatchRecordingStore(database)
+    database.instant_first = instant_first = InstantFirst(max_wait_s=60)
+    writer = OutcomeWriter(store, lambda: NOW, instant_first=instant_first)
+    _receipt, claimed = await claimed_order(store, "instant")
+
+    holder, release = await hold_write_connection(database)
+    report = asyncio.create_task(writer.apply_report(["U0"], status=DELIVERED, error_code=None))
+    await asyncio.sleep(0.01)
+    with instant_first.placing():
+        # The report's batch gets the write connection while the order is in
+        # flight and waits for the order, which waits for its own record.
+        release.set()
+        await asyncio.sleep(0.05)
+        assert not report.done()
+
+        recorded = await asyncio.wait_for(
+            writer.record_hand_off(claimed, status=ACCEPTED, parts=[PartReference("i", ("I",))]),
+            timeout=20,
+        )
+        await asyncio.wait_for(asyncio.gather(holder, report), timeout=20)
+    await database.dispose()
+
+    assert recorded is True
+    assert store.batches == [(0, 1), (1, 0)]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
+from budstikke.dispatch.instant_first import InstantFirst
 from budstikke.domain.statuses import Channel, NotificationStatus, OrderStatus, Priority
 from budstikke.store.database import Database
 from budstikke.store.feed import read_feed
+from budstikke.store.migrate import upgrade_to_head
 from budstikke.store.notifications import NotificationStore
 from budstikke.store.orders import create_instant_order, get_shipment
 from budstikke.store.outcomes import PartReference, combine_part_statuses
@@ -317,3 +321,35 @@ async def test_reused_message_id_goes_to_waiting_message(database: Database) -> 
     assert matched == new.notification_ids[0]
     assert await status_of(database, new) == ("Order_Completed", "SMS_Delivered")
     assert await status_of(database, old) == ("Order_Completed", "SMS_Delivered")
+
+
+async def test_instant_failure_does_not_wait_for_its_order(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    await upgrade_to_head(database)
+    store = NotificationStore(database)
+    database.instant_first = instant_first = InstantFirst(max_wait_s=60)
+    receipt = await new_order(database, "a")
+    notification_id = receipt.notification_ids[0]
+
+    # The order is still in flight while its hand-off fails, so these
+    # transactions would wait 60 s if they were not urgent.
+    with instant_first.placing():
+        claimed = await store.claim(
+            notification_id, worker_id="w", now=NOW, lease_until=NOW + LEASE
+        )
+        assert claimed is not None
+        await asyncio.wait_for(
+            store.reschedule(claimed, due_at=NOW, error="busy", outcome_unknown=False, now=NOW),
+            timeout=5,
+        )
+        claimed = await store.claim(
+            notification_id, worker_id="w", now=NOW, lease_until=NOW + LEASE
+        )
+        assert claimed is not None
+        failed = await asyncio.wait_for(
+            store.fail(claimed, status=NotificationStatus.SMS_FAILED, error="no", now=NOW),
+            timeout=5,
+        )
+    await database.dispose()
+
+    assert failed is True

@@ -1,15 +1,21 @@
-"""Turns at SQLite's one write connection: urgent writers first, cancelled ones pass on."""
+"""Turns at SQLite's one write connection: urgent writers first, then instant orders in flight."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from budstikke.dispatch.instant_first import InstantFirst
+from budstikke.domain.otp import code_digest
 from budstikke.errors import DatabaseUnavailableError
 from budstikke.store.database import Database, WriteTurns
+from budstikke.store.migrate import upgrade_to_head
+from budstikke.store.otp import OtpStore
+from tests.store.test_otp_processes import KEY, new_verification
 
 
 async def write_in_turn(turns: WriteTurns, order: list[str], name: str, *, urgent: bool) -> None:
@@ -66,9 +72,8 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
     await asyncio.wait_for(turns.acquire(urgent=False), timeout=0.1)
 
 
-async def test_urgent_write_overtakes_queued_sqlite_writes(tmp_path: Path) -> None:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
-    order: list[str] = []
+async def hold_write_connection(database: Database) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """Start a transaction that holds the write connection until the returned event is set."""
     holding = asyncio.Event()
     release = asyncio.Event()
 
@@ -77,16 +82,26 @@ async def test_urgent_write_overtakes_queued_sqlite_writes(tmp_path: Path) -> No
             holding.set()
             await release.wait()
 
-    async def write(name: str, *, urgent: bool) -> None:
-        async with database.write(urgent=urgent) as connection:
-            await connection.execute(text("SELECT 1"))
-            order.append(name)
-
     holder = asyncio.create_task(hold())
     await holding.wait()
-    regular = asyncio.create_task(write("regular", urgent=False))
+    return holder, release
+
+
+async def write_named(database: Database, order: list[str], name: str, *, urgent: bool) -> None:
+    """Run a write transaction and note the writer's name in it."""
+    async with database.write(urgent=urgent) as connection:
+        await connection.execute(text("SELECT 1"))
+        order.append(name)
+
+
+async def test_urgent_write_overtakes_queued_sqlite_writes(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    order: list[str] = []
+
+    holder, release = await hold_write_connection(database)
+    regular = asyncio.create_task(write_named(database, order, "regular", urgent=False))
     await asyncio.sleep(0.01)
-    instant = asyncio.create_task(write("instant", urgent=True))
+    instant = asyncio.create_task(write_named(database, order, "instant", urgent=True))
     await asyncio.sleep(0.01)
     release.set()
     await asyncio.wait_for(asyncio.gather(holder, regular, instant), timeout=5)
@@ -122,3 +137,68 @@ async def test_wait_for_a_turn_times_out() -> None:
 
     # The timed-out waiter left the queue, so the connection is free now.
     await asyncio.wait_for(turns.acquire(urgent=False), timeout=0.1)
+
+
+async def test_regular_write_lets_instant_order_go_first(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    database.instant_first = instant_first = InstantFirst(max_wait_s=60)
+    order: list[str] = []
+
+    holder, release = await hold_write_connection(database)
+    regular = asyncio.create_task(write_named(database, order, "regular", urgent=False))
+    await asyncio.sleep(0.01)
+    with instant_first.placing():
+        # The regular writer gets the turn while the order is in flight, and hands it on.
+        release.set()
+        await asyncio.wait_for(write_named(database, order, "instant", urgent=True), timeout=5)
+        await asyncio.sleep(0.05)
+
+        assert order == ["instant"]
+
+    await asyncio.wait_for(asyncio.gather(holder, regular), timeout=5)
+    await database.dispose()
+
+    assert order == ["instant", "regular"]
+
+
+async def test_woken_future_ends_the_wait_for_instant_orders(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    database.instant_first = instant_first = InstantFirst(max_wait_s=60)
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def write() -> None:
+        async with database.write(woken=woken) as connection:
+            await connection.execute(text("SELECT 1"))
+
+    with instant_first.placing():
+        writer = asyncio.create_task(write())
+        await asyncio.sleep(0.05)
+        assert not writer.done()
+
+        woken.set_result(None)
+        await asyncio.wait_for(writer, timeout=5)
+    await database.dispose()
+
+
+async def test_otp_writes_do_not_wait_for_instant_orders(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    await upgrade_to_head(database)
+    database.instant_first = instant_first = InstantFirst(max_wait_s=60)
+
+    # A user waits for each of these; they would wait 60 s if they were not urgent.
+    with instant_first.placing():
+        verification_id = await asyncio.wait_for(new_verification(database), timeout=5)
+        outcome = await asyncio.wait_for(
+            OtpStore(database).check(
+                "ttd",
+                verification_id,
+                submitted_digest=code_digest(KEY, verification_id, "482913"),
+                failed_check_limit=10,
+                now=datetime.now(UTC),
+            ),
+            timeout=5,
+        )
+    await database.dispose()
+
+    assert outcome is not None
+    assert outcome.approved is True

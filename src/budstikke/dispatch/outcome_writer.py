@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -191,9 +191,15 @@ class OutcomeWriter:
         """Wait while instant orders are placed, until one's hand-off record arrives."""
         if self.instant_first.hold_s() <= 0:
             return
+        with self._woken_by_instant_hand_off() as woken:
+            await self.instant_first.wait_turn(woken)
+
+    @contextlib.contextmanager
+    def _woken_by_instant_hand_off(self) -> Iterator[asyncio.Future[None]]:
+        """Make a future that the next instant hand-off record resolves."""
         self._instant_arrived = asyncio.get_running_loop().create_future()
         try:
-            await self.instant_first.wait_turn(self._instant_arrived)
+            yield self._instant_arrived
         finally:
             self._instant_arrived = None
 
@@ -201,11 +207,16 @@ class OutcomeWriter:
         hand_offs = [item for item in batch if isinstance(item, _QueuedHandOff)]
         reports = [item for item in batch if isinstance(item, _QueuedReport)]
         try:
-            results = await self.store.write_outcomes(
-                [item.record for item in hand_offs],
-                [item.report for item in reports],
-                now=self.clock(),
-            )
+            # A regular batch may wait for instant orders again when it gets
+            # the write connection. An instant hand-off record ends that
+            # wait, because its order waits for it.
+            with self._woken_by_instant_hand_off() as woken:
+                results = await self.store.write_outcomes(
+                    [item.record for item in hand_offs],
+                    [item.report for item in reports],
+                    now=self.clock(),
+                    woken=woken,
+                )
         except DatabaseUnavailableError as error:
             # Writing the items one by one would fail the same way, so each
             # caller handles the outage as it would for an item written alone.

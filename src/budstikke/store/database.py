@@ -13,7 +13,7 @@ import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -32,6 +32,14 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_INTERVAL_S = 0.5
 # A log this long (16 MB with SQLite's default 4 KB pages) is started over.
 RESTART_LOG_FRAMES = 4096
+
+
+class InstantOrderGate(Protocol):
+    """The instant orders a process is placing (dispatch.instant_first.InstantFirst)."""
+
+    def hold_s(self) -> float: ...
+
+    async def wait_turn(self, woken: asyncio.Future[None] | None = None) -> None: ...
 
 
 class Database:
@@ -56,6 +64,9 @@ class Database:
         """
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # Set by the process's dispatcher: on SQLite a write transaction that
+        # is not urgent lets the instant orders being placed go first.
+        self.instant_first: InstantOrderGate | None = None
         self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             path = create_sqlite_file(url)
@@ -90,12 +101,16 @@ class Database:
         return self._write_engine
 
     @asynccontextmanager
-    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def write(
+        self, *, urgent: bool = False, woken: asyncio.Future[None] | None = None
+    ) -> AsyncIterator[AsyncConnection]:
         """Open a transaction that commits on success and rolls back on any error.
 
         On SQLite an `urgent` transaction (an instant order, the hand-off
         record of an instant message) gets the write connection before
-        waiting transactions that are not urgent.
+        waiting transactions that are not urgent, and one that is not urgent
+        lets instant orders being placed go first (see `_take_turn`); the
+        caller may end that wait early by resolving `woken`.
         """
         if self._turns is None:
             async with translate_connection_errors(), self._write_engine.begin() as connection:
@@ -103,12 +118,34 @@ class Database:
             return
         if self._checkpointer is not None:
             self._checkpointer.start()
-        await self._turns.acquire(urgent=urgent, timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        await self._take_turn(self._turns, urgent=urgent, woken=woken)
         try:
             async with translate_connection_errors(), self._write_engine.begin() as connection:
                 yield connection
         finally:
             self._turns.release()
+
+    async def _take_turn(
+        self, turns: WriteTurns, *, urgent: bool, woken: asyncio.Future[None] | None
+    ) -> None:
+        """Wait for the write connection's turn.
+
+        SQLite's statements run on the event loop's thread, so a transaction
+        that runs while an instant order is being placed delays that order's
+        next step. An order may have arrived while a writer that is not
+        urgent waited in the queue. Such a writer hands its turn on, waits
+        for the order as long as `instant_first` allows, and queues again.
+        It does so once, so that steady instant traffic delays each
+        transaction by one wait at most.
+        """
+        timeout_s = SQLITE_BUSY_TIMEOUT_MS / 1000
+        await turns.acquire(urgent=urgent, timeout_s=timeout_s)
+        gate = self.instant_first
+        if urgent or gate is None or gate.hold_s() <= 0:
+            return
+        turns.release()
+        await gate.wait_turn(woken)
+        await turns.acquire(urgent=False, timeout_s=timeout_s)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

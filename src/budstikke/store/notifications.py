@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Sequence
@@ -246,8 +247,12 @@ class NotificationStore:
     async def claim(
         self, notification_id: UUID, *, worker_id: str, now: datetime, lease_until: datetime
     ) -> ClaimedNotification | None:
-        """Lease one new notification for an immediate hand-off, if it is still new and live."""
-        async with self.database.write() as connection:
+        """Lease one new notification for an immediate hand-off, if it is still new and live.
+
+        The transaction is urgent: an instant order is in flight until its
+        hand-off, and a transaction that is not urgent would wait for it.
+        """
+        async with self.database.write(urgent=True) as connection:
             row = (
                 await connection.execute(
                     update(notifications)
@@ -318,14 +323,16 @@ class NotificationStore:
         reports: Sequence[ReceivedReport],
         *,
         now: datetime,
+        woken: asyncio.Future[None] | None = None,
     ) -> OutcomeResults:
         """Record hand-offs, then apply delivery reports, in one transaction.
 
         The transaction goes ahead of other waiting writes when it records
-        the hand-off of an instant message.
+        the hand-off of an instant message. Else it may wait for instant
+        orders being placed; resolving `woken` ends that wait.
         """
         urgent = any(record.claimed.priority == Priority.INSTANT for record in hand_offs)
-        async with self.database.write(urgent=urgent) as connection:
+        async with self.database.write(urgent=urgent, woken=woken) as connection:
             results = await write_outcomes(connection, hand_offs, reports, now)
             for record, recorded in zip(hand_offs, results.recorded, strict=True):
                 if recorded:
@@ -341,8 +348,12 @@ class NotificationStore:
         outcome_unknown: bool,
         now: datetime,
     ) -> bool:
-        """Put a notification back in the queue after a transient failure."""
-        async with self.database.write() as connection:
+        """Put a notification back in the queue after a transient failure.
+
+        For an instant message the transaction is urgent: its order may still
+        be in flight, and a transaction that is not urgent would wait for it.
+        """
+        async with self.database.write(urgent=claimed.priority == Priority.INSTANT) as connection:
             result = await connection.execute(
                 update(notifications)
                 .where(
@@ -375,8 +386,8 @@ class NotificationStore:
         error: str,
         now: datetime,
     ) -> bool:
-        """End a claimed notification with a final failure status."""
-        async with self.database.write() as connection:
+        """End a claimed notification with a final failure status; urgent as in `reschedule`."""
+        async with self.database.write(urgent=claimed.priority == Priority.INSTANT) as connection:
             moved = await self._move_leased(connection, claimed, status, now, error=error)
             if moved:
                 await complete_order_if_final(connection, claimed.order_id, now)

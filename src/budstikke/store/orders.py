@@ -116,7 +116,7 @@ async def create_instant_order(
     raises to reject the order (a rate limit), which rolls the inserts back.
     """
     try:
-        async with database.write() as connection:
+        async with database.write(urgent=True) as connection:
             return await store_instant_order(
                 connection,
                 creator=creator,

@@ -235,7 +235,12 @@ def status_after_wrong_attempt(attempts: ColumnElement[int]) -> ColumnElement[st
 
 
 class OtpStore:
-    """Every read and write of OTP verifications."""
+    """Every read and write of OTP verifications.
+
+    Its write transactions are urgent: a user waits for each of them (a code
+    sent, a code checked), so on SQLite they go before regular writes and do
+    not wait for instant orders being placed.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
@@ -258,7 +263,7 @@ class OtpStore:
         """
         key = recipient_key(new.channel, new.recipient)
         try:
-            async with self.database.write() as connection:
+            async with self.database.write(urgent=True) as connection:
                 # Locked before the replay lookup: a request that waited here for
                 # a concurrent one with the same key must see it as a replay,
                 # not count it against the recipient's limit.
@@ -325,7 +330,7 @@ class OtpStore:
         Only an untouched verification is deleted, so a retry with the same
         idempotency id starts afresh and the recipient's limit is not charged.
         """
-        async with self.database.write() as connection:
+        async with self.database.write(urgent=True) as connection:
             await connection.execute(
                 delete(otp_verifications).where(
                     otp_verifications.c.id == verification.id,
@@ -351,7 +356,7 @@ class OtpStore:
         attempt is counted, when the creator's verifications for the same
         recipient had `failed_check_limit` wrong codes in the last hour.
         """
-        async with self.database.write() as connection:
+        async with self.database.write(urgent=True) as connection:
             key = (
                 await connection.execute(
                     select(otp_verifications.c.recipient_key).where(
@@ -461,7 +466,7 @@ class OtpStore:
         the code it replaced (for restore_code), or None when the verification
         changed since it was read (a concurrent resend or a check closed it).
         """
-        async with self.database.write() as connection:
+        async with self.database.write(urgent=True) as connection:
             previous_digest = (
                 await connection.execute(
                     select(otp_verifications.c.code_digest).where(
@@ -509,7 +514,7 @@ class OtpStore:
         `previous` is the verification as read before replace_code and
         `code_digest` the digest replace_code returned; that code is valid again.
         """
-        async with self.database.write() as connection:
+        async with self.database.write(urgent=True) as connection:
             await connection.execute(
                 update(otp_verifications)
                 .where(
