@@ -273,12 +273,19 @@ async def test_instant_record_skips_the_wait(
     assert store.batches == [(1, 1)]
 
 
-async def test_instant_record_ends_the_wait_for_a_turn(tmp_path: Path) -> None:
+async def writer_on_sqlite(tmp_path: Path) -> tuple[Database, BatchRecordingStore, OutcomeWriter]:
+    """Return a SQLite database whose regular writes wait 60 s for instant orders, and a writer."""
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     await upgrade_to_head(database)
     store = BatchRecordingStore(database)
     database.instant_first = instant_first = InstantFirst(max_wait_s=60)
     writer = OutcomeWriter(store, lambda: NOW, instant_first=instant_first)
+    return database, store, writer
+
+
+async def test_instant_record_ends_the_wait_for_a_turn(tmp_path: Path) -> None:
+    database, store, writer = await writer_on_sqlite(tmp_path)
+    instant_first = writer.instant_first
     _receipt, claimed = await claimed_order(store, "instant")
 
     holder, release = await hold_write_connection(database)
@@ -300,3 +307,30 @@ async def test_instant_record_ends_the_wait_for_a_turn(tmp_path: Path) -> None:
 
     assert recorded is True
     assert store.batches == [(0, 1), (1, 0)]
+
+
+async def test_queued_instant_record_skips_turn_wait(tmp_path: Path) -> None:
+    database, store, writer = await writer_on_sqlite(tmp_path)
+    instant_first = writer.instant_first
+    _receipt, first = await claimed_order(store, "first")
+    _receipt, second = await claimed_order(store, "second")
+    parts = [PartReference("i", ("I",))]
+
+    holder, release = await hold_write_connection(database)
+    first_record = asyncio.create_task(writer.record_hand_off(first, status=ACCEPTED, parts=parts))
+    await asyncio.sleep(0.01)
+    with instant_first.placing():
+        # After the first record's batch, the report's batch has its turn. The
+        # second order's record is queued behind it before the batch starts.
+        report = asyncio.create_task(writer.apply_report(["U0"], status=DELIVERED, error_code=None))
+        second_record = asyncio.create_task(
+            writer.record_hand_off(second, status=ACCEPTED, parts=parts)
+        )
+        await asyncio.sleep(0.01)
+        release.set()
+
+        await asyncio.wait_for(second_record, timeout=20)
+    await asyncio.wait_for(asyncio.gather(holder, first_record, report), timeout=20)
+    await database.dispose()
+
+    assert store.batches == [(1, 0), (0, 1), (1, 0)]

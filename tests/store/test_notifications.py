@@ -331,19 +331,21 @@ async def test_instant_failure_does_not_wait_for_its_order(tmp_path: Path) -> No
     receipt = await new_order(database, "a")
     notification_id = receipt.notification_ids[0]
 
-    # The order is still in flight while its hand-off fails, so these
-    # transactions would wait 60 s if they were not urgent.
+    # The order is in flight while it is leased and while its hand-off
+    # fails, so these transactions would wait 60 s if they were not urgent.
     with instant_first.placing():
-        claimed = await store.claim(
-            notification_id, worker_id="w", now=NOW, lease_until=NOW + LEASE
+        claimed = await asyncio.wait_for(
+            store.claim(notification_id, worker_id="w", now=NOW, lease_until=NOW + LEASE),
+            timeout=5,
         )
         assert claimed is not None
         await asyncio.wait_for(
             store.reschedule(claimed, due_at=NOW, error="busy", outcome_unknown=False, now=NOW),
             timeout=5,
         )
-        claimed = await store.claim(
-            notification_id, worker_id="w", now=NOW, lease_until=NOW + LEASE
+        claimed = await asyncio.wait_for(
+            store.claim(notification_id, worker_id="w", now=NOW, lease_until=NOW + LEASE),
+            timeout=5,
         )
         assert claimed is not None
         failed = await asyncio.wait_for(

@@ -73,7 +73,7 @@ async def test_cancelled_waiter_leaves_the_queue() -> None:
 
 
 async def hold_write_connection(database: Database) -> tuple[asyncio.Task[None], asyncio.Event]:
-    """Start a transaction that holds the write connection until the returned event is set."""
+    """Start a transaction that keeps the write connection until the returned event is set."""
     holding = asyncio.Event()
     release = asyncio.Event()
 
@@ -184,21 +184,39 @@ async def test_otp_writes_do_not_wait_for_instant_orders(tmp_path: Path) -> None
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
     await upgrade_to_head(database)
     database.instant_first = instant_first = InstantFirst(max_wait_s=60)
+    store = OtpStore(database)
+    now = datetime.now(UTC)
 
     # A user waits for each of these; they would wait 60 s if they were not urgent.
     with instant_first.placing():
         verification_id = await asyncio.wait_for(new_verification(database), timeout=5)
+        verification = await store.get("ttd", verification_id)
+        assert verification is not None
+        replaced = await asyncio.wait_for(
+            store.replace_code(verification, code_digest="new", now=now), timeout=5
+        )
+        assert replaced is not None
+        _current, previous_digest = replaced
+        await asyncio.wait_for(
+            store.restore_code(verification, code_digest=previous_digest, now=now), timeout=5
+        )
         outcome = await asyncio.wait_for(
-            OtpStore(database).check(
+            store.check(
                 "ttd",
                 verification_id,
                 submitted_digest=code_digest(KEY, verification_id, "482913"),
                 failed_check_limit=10,
-                now=datetime.now(UTC),
+                now=now,
             ),
             timeout=5,
         )
+        discarded_id = await asyncio.wait_for(new_verification(database), timeout=5)
+        discarded = await store.get("ttd", discarded_id)
+        assert discarded is not None
+        await asyncio.wait_for(store.discard(discarded), timeout=5)
+    remaining = await store.get("ttd", discarded_id)
     await database.dispose()
 
     assert outcome is not None
     assert outcome.approved is True
+    assert remaining is None

@@ -196,8 +196,14 @@ class OutcomeWriter:
 
     @contextlib.contextmanager
     def _woken_by_instant_hand_off(self) -> Iterator[asyncio.Future[None]]:
-        """Make a future that the next instant hand-off record resolves."""
+        """Make a future that the next instant hand-off record resolves.
+
+        The future is resolved at once when an instant record is queued
+        already: that record's order waits for it, and so for this batch.
+        """
         self._instant_arrived = asyncio.get_running_loop().create_future()
+        if self._instant:
+            self._instant_arrived.set_result(None)
         try:
             yield self._instant_arrived
         finally:
