@@ -3,6 +3,7 @@ loopback (allow-listed), signed, in order, retried, surviving a restart, on both
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -533,3 +534,22 @@ async def test_slow_endpoint_does_not_delay_others(settings: Settings) -> None:
     first_slow = slow_requests[0].received_at
     before_timeout = [r for r in slow_requests if r.received_at < first_slow + timeout_s - 0.5]
     assert len(before_timeout) <= per_endpoint
+
+
+async def test_deliveries_wait_for_instant_order(settings: Settings, receiver: Receiver) -> None:
+    async with run_app(webhook_settings(settings)) as app:
+        await register(app, receiver.url())
+        instant_first = app.app.state.services.dispatcher.instant_first
+        # Far longer than the test, so only the end of the instant order ends the wait.
+        instant_first.max_wait_s = 60
+        with instant_first.placing():
+            # The order placed over the API goes through, but its events wait.
+            await place_sms(app, sendersReference="case-1")
+            wake_webhooks(app)
+            await asyncio.sleep(0.5)
+
+            assert receiver.requests == []
+
+        requests = await receiver.wait_for_requests(3)
+
+    assert statuses(requests) == SMS_STATUSES
