@@ -283,7 +283,7 @@ async def writer_on_sqlite(tmp_path: Path) -> tuple[Database, BatchRecordingStor
     return database, store, writer
 
 
-async def test_instant_record_ends_the_wait_for_a_turn(tmp_path: Path) -> None:
+async def test_instant_record_ends_turn_wait(tmp_path: Path) -> None:
     database, store, writer = await writer_on_sqlite(tmp_path)
     instant_first = writer.instant_first
     _receipt, claimed = await claimed_order(store, "instant")

@@ -323,7 +323,7 @@ async def test_reused_message_id_goes_to_waiting_message(database: Database) -> 
     assert await status_of(database, old) == ("Order_Completed", "SMS_Delivered")
 
 
-async def test_instant_failure_does_not_wait_for_its_order(tmp_path: Path) -> None:
+async def test_instant_failure_writes_are_urgent(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     await upgrade_to_head(database)
     store = NotificationStore(database)

@@ -88,7 +88,7 @@ async def hold_write_connection(database: Database) -> tuple[asyncio.Task[None],
 
 
 async def write_named(database: Database, order: list[str], name: str, *, urgent: bool) -> None:
-    """Run a write transaction and note the writer's name in it."""
+    """Run a write transaction that appends the writer's name to `order`."""
     async with database.write(urgent=urgent) as connection:
         await connection.execute(text("SELECT 1"))
         order.append(name)
@@ -139,7 +139,7 @@ async def test_wait_for_a_turn_times_out() -> None:
     await asyncio.wait_for(turns.acquire(urgent=False), timeout=0.1)
 
 
-async def test_regular_write_lets_instant_order_go_first(tmp_path: Path) -> None:
+async def test_regular_write_yields_to_instant_order(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
     database.instant_first = instant_first = InstantFirst(max_wait_s=60)
     order: list[str] = []
@@ -161,7 +161,7 @@ async def test_regular_write_lets_instant_order_go_first(tmp_path: Path) -> None
     assert order == ["instant", "regular"]
 
 
-async def test_woken_future_ends_the_wait_for_instant_orders(tmp_path: Path) -> None:
+async def test_woken_future_ends_turn_wait(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
     database.instant_first = instant_first = InstantFirst(max_wait_s=60)
     woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -180,14 +180,14 @@ async def test_woken_future_ends_the_wait_for_instant_orders(tmp_path: Path) -> 
     await database.dispose()
 
 
-async def test_otp_writes_do_not_wait_for_instant_orders(tmp_path: Path) -> None:
+async def test_otp_writes_skip_instant_wait(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
     await upgrade_to_head(database)
     database.instant_first = instant_first = InstantFirst(max_wait_s=60)
     store = OtpStore(database)
     now = datetime.now(UTC)
 
-    # A user waits for each of these; they would wait 60 s if they were not urgent.
+    # A user waits for each of these, so they must not wait 60 s for the order.
     with instant_first.placing():
         verification_id = await asyncio.wait_for(new_verification(database), timeout=5)
         verification = await store.get("ttd", verification_id)

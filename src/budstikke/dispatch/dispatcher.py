@@ -119,8 +119,8 @@ class Dispatcher:
         self.poll_interval_s = poll_interval_s
         self.concurrency = concurrency
         self.clock = clock
-        # Counts the instant orders being placed, which regular batches wait
-        # for, and so do SQLite write transactions that are not urgent.
+        # Counts the instant orders being placed. Regular batches wait for
+        # them, and so do SQLite write transactions that are not urgent.
         self.instant_first = InstantFirst()
         store.database.instant_first = self.instant_first
         # Hand-off records and delivery reports are written in batches.

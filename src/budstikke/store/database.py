@@ -108,9 +108,9 @@ class Database:
 
         On SQLite an `urgent` transaction (an instant order, the hand-off
         record of an instant message) gets the write connection before
-        waiting transactions that are not urgent, and one that is not urgent
-        lets instant orders being placed go first (see `_take_turn`); the
-        caller may end that wait early by resolving `woken`.
+        waiting transactions that are not urgent. One that is not urgent
+        lets instant orders being placed go first (see `_take_turn`), and
+        the caller may end that wait early by resolving `woken`.
         """
         if self._turns is None:
             async with translate_connection_errors(), self._write_engine.begin() as connection:

@@ -328,8 +328,8 @@ class NotificationStore:
         """Record hand-offs, then apply delivery reports, in one transaction.
 
         The transaction goes ahead of other waiting writes when it records
-        the hand-off of an instant message. Else it may wait for instant
-        orders being placed; resolving `woken` ends that wait.
+        the hand-off of an instant message. Otherwise it may wait for
+        instant orders being placed, and resolving `woken` ends that wait.
         """
         urgent = any(record.claimed.priority == Priority.INSTANT for record in hand_offs)
         async with self.database.write(urgent=urgent, woken=woken) as connection:
@@ -386,7 +386,7 @@ class NotificationStore:
         error: str,
         now: datetime,
     ) -> bool:
-        """End a claimed notification with a final failure status; urgent as in `reschedule`."""
+        """End a claimed notification with a final failure status (urgent as in `reschedule`)."""
         async with self.database.write(urgent=claimed.priority == Priority.INSTANT) as connection:
             moved = await self._move_leased(connection, claimed, status, now, error=error)
             if moved:
